@@ -1,0 +1,12 @@
+//! The card layer: the JPKI application of the My Number Card as typed Rust.
+//!
+//! Facts come from `shared/docs/jpki-card.md`; each constant cites its section and tag.
+
+pub mod apdu;
+pub mod error;
+pub mod jpki;
+pub mod pin;
+
+pub use error::CardError;
+pub use jpki::{CertificateFile, JpkiCard, KeyKind};
+pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};

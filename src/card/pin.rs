@@ -1,0 +1,1 @@
+//! PINs, parsed and validated before any try is spent (jpki-card.md §5).
