@@ -10,3 +10,8 @@ pub mod pin;
 pub use error::CardError;
 pub use jpki::{CertificateFile, JpkiCard, KeyKind};
 pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod virtual_tests;

@@ -74,6 +74,16 @@ pub struct ReaderState {
     pub event_count: u32,
 }
 
+/// Whether the reader set `now` differs from `known` in what [`Readers::wait_for_change`]
+/// reports: reader names and order, card presence, event counters (not the ATR or PC/SC flags
+/// such as "in use by another client").
+pub(crate) fn readers_differ(now: &[ReaderState], known: &[ReaderState]) -> bool {
+    now.len() != known.len()
+        || now.iter().zip(known).any(|(a, b)| {
+            a.name != b.name || a.card_present != b.card_present || a.event_count != b.event_count
+        })
+}
+
 /// The set of readers: PC/SC, or simulated readers for unit tests.
 pub trait Readers: Send + Sync {
     /// Every reader now attached, in a stable order.

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Runs a command against the real PC/SC stack: a private pcscd with the vpcd driver and one or
+# more virtual My Number Cards of this project, then stops exactly the processes it started.
+#
+#   tests/harness/with-card.sh [--profile conservative|extended] [--cards N]
+#                              [--latency APDU_MS SIGN_MS] [--workdir DIR] -- COMMAND [ARGS...]
+#
+# Why a private namespace: pcscd's client socket is a fixed path (/run/pcscd/pcscd.comm) and the
+# vpcd driver listens on all addresses, so anyone on the network could "play" the card. We run
+# pcscd, the cards and COMMAND in their own mount + network namespace (unshare -m -n): a tmpfs
+# over /run/pcscd gives a private socket, and the namespace has only a loopback interface.
+# As root this needs nothing else; as a normal user it needs unprivileged user namespaces
+# (unshare -r), which Debian 12 allows by default.
+#
+# COMMAND sees (environment):
+#   JPKI_PCSC_TEST=1               integration tests run (and fail if no card is found)
+#   JPKI_TEST_WORKDIR              the harness's directory (logs, state files, sockets)
+#   JPKI_TEST_PROFILE              conservative | extended
+#   JPKI_TEST_CARDS                number of cards/readers
+#   JPKI_TEST_CONTROL[_i]          control socket of card i (card 0 without suffix)
+#   JPKI_TEST_APDU_LOG[_i]         APDU log of card i
+#   JPKI_TEST_STATE[_i]            state file of card i
+#   JPKI_TEST_CARD_BIN             the virtual card binary (for `ctl` and `export`)
+#   JPKI_TEST_PCSCD_PID            pcscd's PID (tests that stop/restart pcscd)
+#   JPKI_TEST_RESTART_PCSCD        a script that restarts pcscd with the same configuration
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+profile=conservative
+cards=1
+apdu_latency=0
+sign_latency=0
+workdir=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --profile) profile=$2; shift 2 ;;
+        --cards) cards=$2; shift 2 ;;
+        --latency) apdu_latency=$2; sign_latency=$3; shift 3 ;;
+        --workdir) workdir=$2; shift 2 ;;
+        --) shift; break ;;
+        *) echo "with-card.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[ $# -gt 0 ] || { echo "with-card.sh: no command given" >&2; exit 2; }
+# One vpcd driver instance gives two readers; a second instance's second reader never saw its
+# card in our trials, so the harness offers one or two cards.
+case "$cards" in 1|2) ;; *) echo "with-card.sh: --cards must be 1 or 2" >&2; exit 2 ;; esac
+
+# Step 1: enter a private mount + network namespace (re-executing this script inside it).
+if [ -z "${JPKI_HARNESS_INSIDE:-}" ]; then
+    export JPKI_HARNESS_INSIDE=1
+    args=(--profile "$profile" --cards "$cards" --latency "$apdu_latency" "$sign_latency")
+    [ -n "$workdir" ] && args+=(--workdir "$workdir")
+    if [ "$(id -u)" = 0 ]; then
+        exec unshare --mount --net --propagation private "$0" "${args[@]}" -- "$@"
+    else
+        exec unshare --user --map-root-user --mount --net --propagation private "$0" "${args[@]}" -- "$@"
+    fi
+fi
+
+card_bin=${JPKI_TEST_CARD_BIN:-$root/target/debug/jpki-virtual-card}
+[ -x "$card_bin" ] || { echo "with-card.sh: $card_bin not built (cargo build -p jpki-virtual-card)" >&2; exit 2; }
+command -v pcscd >/dev/null || PATH=$PATH:/usr/sbin
+command -v pcscd >/dev/null || { echo "with-card.sh: pcscd not installed (apt-get install pcscd vsmartcard-vpcd)" >&2; exit 2; }
+vpcd_lib=/usr/lib/pcsc/drivers/serial/libifdvpcd.so
+[ -e "$vpcd_lib" ] || { echo "with-card.sh: vpcd driver missing (apt-get install vsmartcard-vpcd)" >&2; exit 2; }
+
+ip link set lo up 2>/dev/null || true
+# Private pcscd socket directory.
+if [ -d /run/pcscd ]; then
+    mount -t tmpfs -o mode=0755 tmpfs /run/pcscd
+else
+    mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/pcscd
+fi
+
+if [ -z "$workdir" ]; then
+    workdir=$(mktemp -d "${TMPDIR:-/tmp}/jpki-harness.XXXXXX")
+fi
+mkdir -p "$workdir/reader.conf.d"
+base_port=35963
+: > "$workdir/reader.conf.d/vpcd"
+# One vpcd driver instance serves two readers ("Virtual PCD 00 00" and "... 00 01"), listening
+# for a card on <port> and <port>+1 (DEVICENAME "/dev/null:<port>"). Card i connects to
+# base_port + i; with one card the second reader stays empty, as a real spare reader would.
+cat > "$workdir/reader.conf.d/vpcd" <<CONF
+FRIENDLYNAME "Virtual PCD"
+DEVICENAME   /dev/null:$base_port
+LIBPATH      $vpcd_lib
+CHANNELID    $base_port
+CONF
+
+pids=()
+cleanup() {
+    local rc=$?
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    exit $rc
+}
+trap cleanup EXIT INT TERM
+
+start_pcscd() {
+    pcscd --foreground --config "$workdir/reader.conf.d" --info >>"$workdir/pcscd.log" 2>&1 &
+    pcscd_pid=$!
+    pids+=("$pcscd_pid")
+    echo "$pcscd_pid" > "$workdir/pcscd.pid"
+    for _ in $(seq 1 100); do
+        [ -S /run/pcscd/pcscd.comm ] && return 0
+        sleep 0.05
+    done
+    echo "with-card.sh: pcscd did not start; see $workdir/pcscd.log" >&2
+    return 1
+}
+start_pcscd
+
+# A script tests can call to stop and restart pcscd (fault tests).
+cat > "$workdir/restart-pcscd.sh" <<SH
+#!/usr/bin/env bash
+old=\$(cat "$workdir/pcscd.pid")
+kill "\$old" 2>/dev/null; while kill -0 "\$old" 2>/dev/null; do sleep 0.05; done
+rm -f /run/pcscd/pcscd.comm
+pcscd --foreground --config "$workdir/reader.conf.d" --info >>"$workdir/pcscd.log" 2>&1 &
+echo \$! > "$workdir/pcscd.pid"
+for _ in \$(seq 1 100); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.05; done
+SH
+chmod +x "$workdir/restart-pcscd.sh"
+
+for i in $(seq 0 $((cards - 1))); do
+    suffix=""
+    [ "$i" -gt 0 ] && suffix="_$i"
+    "$card_bin" run --state "$workdir/card$i.state" --seed $((1 + i)) --profile "$profile" \
+        --host 127.0.0.1 --port $((base_port + i)) --control "$workdir/card$i.ctl" \
+        --apdu-log "$workdir/card$i.apdu" --apdu-latency-ms "$apdu_latency" \
+        --sign-latency-ms "$sign_latency" >>"$workdir/card$i.log" 2>&1 &
+    pids+=("$!")
+    export "JPKI_TEST_CONTROL$suffix=$workdir/card$i.ctl"
+    export "JPKI_TEST_APDU_LOG$suffix=$workdir/card$i.apdu"
+    export "JPKI_TEST_STATE$suffix=$workdir/card$i.state"
+done
+
+# Wait until pcscd reports every card present (opensc-tool lists "Yes" in the Card column).
+ok=""
+for _ in $(seq 1 200); do
+    present=$(opensc-tool --list-readers 2>/dev/null | grep -c '^[0-9]\+ \+Yes' || true)
+    if [ "$present" -ge "$cards" ]; then ok=1; break; fi
+    sleep 0.05
+done
+[ -n "$ok" ] || { echo "with-card.sh: cards did not come up; see $workdir" >&2; opensc-tool --list-readers >&2 || true; exit 1; }
+
+export JPKI_PCSC_TEST=1 JPKI_TEST_WORKDIR="$workdir" JPKI_TEST_PROFILE="$profile" \
+    JPKI_TEST_CARDS="$cards" JPKI_TEST_CARD_BIN="$card_bin" JPKI_TEST_PCSCD_PID="$pcscd_pid" \
+    JPKI_TEST_RESTART_PCSCD="$workdir/restart-pcscd.sh"
+set +e
+"$@"
+rc=$?
+set -e
+exit $rc
