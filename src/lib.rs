@@ -12,4 +12,6 @@
 //! Nothing below `ffi` knows what a C pointer is.
 
 pub mod card;
+pub mod core;
+mod ffi;
 pub mod transport;

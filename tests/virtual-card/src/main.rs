@@ -226,7 +226,27 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// Reads one vpcd message. `Ok(None)` if nothing arrived within the read timeout; once a
 /// message has started, waits up to 5 s for the rest.
+/// Acknowledge at once what the driver sent. The vpcd driver writes the 2-byte length and the
+/// APDU in two writes with Nagle on; with Linux's delayed ACK on our side the second write waits
+/// ~40 ms for our ACK of the first. TCP_QUICKACK is not sticky, so it is set before every read.
+fn quick_ack(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a correctly sized option value; a failure only
+    // costs latency, so its result is ignored.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 fn read_message(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    quick_ack(stream);
     let mut header = [0u8; 2];
     let mut got = 0;
     let started = Instant::now();
@@ -245,6 +265,7 @@ fn read_message(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
             Err(e) => return Err(e),
         }
     }
+    quick_ack(stream);
     let len = usize::from(u16::from_be_bytes(header));
     let mut payload = vec![0u8; len];
     let mut got = 0;

@@ -1,0 +1,186 @@
+//! Mechanisms: what the card signs, what we hash and verify in software.
+//!
+//! The card does RSASSA-PKCS1-v1_5 over a caller-supplied DigestInfo (jpki-card.md §6, P1=00).
+//! `CKM_RSA_PKCS` passes the caller's data through; `CKM_SHA*_RSA_PKCS` hash here and build the
+//! DigestInfo. Verification is done in software with the public key from the certificate.
+//! Never offered: `CKM_RSA_X_509`, decryption. A later issue may add `CKM_RSA_PKCS_PSS` on
+//! cards whose own PSS mode is detected: add it to [`SIGN_MECHANISMS`] and a
+//! [`SignScheme`] variant.
+
+use cryptoki_sys::*;
+use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use sha1::Sha1;
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
+
+use super::error::{Error, Result};
+
+/// Key size of every JPKI key (jpki-card.md §6).
+pub const KEY_BITS: CK_ULONG = 2048;
+
+/// Mechanisms that sign on the card (and verify in software).
+pub const SIGN_MECHANISMS: [CK_MECHANISM_TYPE; 6] = [
+    CKM_RSA_PKCS,
+    CKM_SHA1_RSA_PKCS,
+    CKM_SHA224_RSA_PKCS,
+    CKM_SHA256_RSA_PKCS,
+    CKM_SHA384_RSA_PKCS,
+    CKM_SHA512_RSA_PKCS,
+];
+
+/// Digest mechanisms done in software (Java checks for them).
+pub const DIGEST_MECHANISMS: [CK_MECHANISM_TYPE; 5] =
+    [CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512];
+
+/// Every mechanism of a token, in the order of `C_GetMechanismList`.
+pub fn mechanism_list() -> Vec<CK_MECHANISM_TYPE> {
+    SIGN_MECHANISMS
+        .iter()
+        .chain(DIGEST_MECHANISMS.iter())
+        .copied()
+        .collect()
+}
+
+/// `CK_MECHANISM_INFO` contents: (min key size, max key size, flags).
+pub fn mechanism_info(mech: CK_MECHANISM_TYPE) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS)> {
+    if SIGN_MECHANISMS.contains(&mech) {
+        // CKF_HW: the private-key operation runs on the card. CKF_VERIFY is also set because
+        // C_Verify* with these mechanisms works (in software, with the public key).
+        Ok((KEY_BITS, KEY_BITS, CKF_HW | CKF_SIGN | CKF_VERIFY))
+    } else if DIGEST_MECHANISMS.contains(&mech) {
+        Ok((0, 0, CKF_DIGEST))
+    } else {
+        Err(Error::MechanismInvalid)
+    }
+}
+
+/// A running hash.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha1(Sha1),
+    Sha224(Sha224),
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    /// The hasher of a digest mechanism.
+    pub fn for_digest(mech: CK_MECHANISM_TYPE) -> Result<Hasher> {
+        Ok(match mech {
+            CKM_SHA_1 => Hasher::Sha1(Sha1::new()),
+            CKM_SHA224 => Hasher::Sha224(Sha224::new()),
+            CKM_SHA256 => Hasher::Sha256(Sha256::new()),
+            CKM_SHA384 => Hasher::Sha384(Sha384::new()),
+            CKM_SHA512 => Hasher::Sha512(Sha512::new()),
+            _ => return Err(Error::MechanismInvalid),
+        })
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha224(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    pub fn output_len(&self) -> usize {
+        match self {
+            Hasher::Sha1(_) => 20,
+            Hasher::Sha224(_) => 28,
+            Hasher::Sha256(_) => 32,
+            Hasher::Sha384(_) => 48,
+            Hasher::Sha512(_) => 64,
+        }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha224(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+
+    /// The DER DigestInfo prefix for this hash (RFC 8017 §9.2 note 1).
+    fn digest_info_prefix(&self) -> Box<[u8]> {
+        match self {
+            Hasher::Sha1(_) => Pkcs1v15Sign::new::<Sha1>().prefix,
+            Hasher::Sha224(_) => Pkcs1v15Sign::new::<Sha224>().prefix,
+            Hasher::Sha256(_) => Pkcs1v15Sign::new::<Sha256>().prefix,
+            Hasher::Sha384(_) => Pkcs1v15Sign::new::<Sha384>().prefix,
+            Hasher::Sha512(_) => Pkcs1v15Sign::new::<Sha512>().prefix,
+        }
+    }
+
+    /// Finishes the hash and wraps it in a DigestInfo.
+    pub fn finish_digest_info(self) -> Vec<u8> {
+        let mut out = self.digest_info_prefix().to_vec();
+        out.extend_from_slice(&self.finish());
+        out
+    }
+}
+
+/// How the data of a sign/verify operation becomes the card's input.
+#[derive(Clone)]
+pub enum SignScheme {
+    /// `CKM_RSA_PKCS`: the data is passed through (normally a DigestInfo), at most k − 11 bytes.
+    Raw(Vec<u8>),
+    /// `CKM_SHA*_RSA_PKCS`: hashed here, then wrapped in a DigestInfo.
+    Hashed(Box<Hasher>),
+}
+
+impl SignScheme {
+    pub fn new(mech: CK_MECHANISM_TYPE) -> Result<SignScheme> {
+        Ok(match mech {
+            CKM_RSA_PKCS => SignScheme::Raw(Vec::new()),
+            CKM_SHA1_RSA_PKCS => SignScheme::Hashed(Box::new(Hasher::Sha1(Sha1::new()))),
+            CKM_SHA224_RSA_PKCS => SignScheme::Hashed(Box::new(Hasher::Sha224(Sha224::new()))),
+            CKM_SHA256_RSA_PKCS => SignScheme::Hashed(Box::new(Hasher::Sha256(Sha256::new()))),
+            CKM_SHA384_RSA_PKCS => SignScheme::Hashed(Box::new(Hasher::Sha384(Sha384::new()))),
+            CKM_SHA512_RSA_PKCS => SignScheme::Hashed(Box::new(Hasher::Sha512(Sha512::new()))),
+            _ => return Err(Error::MechanismInvalid),
+        })
+    }
+
+    /// Adds data; `key_len` bounds what `CKM_RSA_PKCS` can accept.
+    pub fn update(&mut self, data: &[u8], key_len: usize) -> Result<()> {
+        match self {
+            SignScheme::Raw(buf) => {
+                if buf.len() + data.len() > max_raw_input(key_len) {
+                    return Err(Error::DataLenRange);
+                }
+                buf.extend_from_slice(data);
+            }
+            SignScheme::Hashed(h) => h.update(data),
+        }
+        Ok(())
+    }
+
+    /// The card's input: the DigestInfo (or the raw data for `CKM_RSA_PKCS`).
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            SignScheme::Raw(buf) => buf,
+            SignScheme::Hashed(h) => (*h).finish_digest_info(),
+        }
+    }
+}
+
+/// Largest input of PKCS#1 v1.5 type-1 padding: k − 11 (245 for RSA-2048).
+pub fn max_raw_input(key_len: usize) -> usize {
+    key_len.saturating_sub(11)
+}
+
+/// Checks a PKCS#1 v1.5 signature over `encoded` (DigestInfo or raw data).
+pub fn verify_pkcs1(key: &RsaPublicKey, encoded: &[u8], signature: &[u8]) -> Result<()> {
+    use rsa::traits::PublicKeyParts;
+    if signature.len() != key.size() {
+        return Err(Error::SignatureLenRange);
+    }
+    key.verify(Pkcs1v15Sign::new_unprefixed(), encoded, signature)
+        .map_err(|_| Error::SignatureInvalid)
+}

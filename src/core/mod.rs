@@ -1,0 +1,18 @@
+//! The PKCS#11 core: slots, tokens, sessions, objects and mechanisms, in plain Rust.
+//!
+//! No C pointers here: the ffi layer converts, this layer decides. Every fallible function
+//! returns [`Result`] with the one [`Error`] type, which knows its `CK_RV`.
+
+pub mod cert;
+pub mod error;
+pub mod mechanism;
+pub mod module;
+pub mod object;
+pub mod session;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use module::Module;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,580 @@
+//! One inserted JPKI card and its two tokens (authentication, signature).
+//!
+//! All card I/O of one card happens under the card's own mutex ([`Card::inner`]); no module-wide
+//! lock is held meanwhile. Certificates are read lazily, once per insertion, and kept in memory
+//! only (never on disk); objects built from them keep their handles for the card's lifetime.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki_sys::*;
+use parking_lot::Mutex;
+
+use super::cert::CertificateData;
+use super::error::{Error, Result};
+use super::mechanism::verify_pkcs1;
+use super::object::{self, cert_files, pair_names, Object, ObjectHandle};
+use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, Pin, PinFormatError};
+
+/// Object handles are never reused within a process (also across C_Finalize/C_Initialize).
+static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn next_object_handle() -> ObjectHandle {
+    NEXT_OBJECT.fetch_add(1, Ordering::Relaxed) as ObjectHandle
+}
+
+/// How long a PIN-counter answer is reused by `C_GetTokenInfo`.
+const TRIES_CACHE: Duration = Duration::from_millis(2000);
+
+/// Both keys of a card, in slot order: authentication first (slot 2n), signature (2n+1).
+pub const KINDS: [KeyKind; 2] = [KeyKind::Authentication, KeyKind::Signature];
+
+pub fn kind_index(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::Authentication => 0,
+        KeyKind::Signature => 1,
+    }
+}
+
+/// Retry counter maximum of a key's PIN (jpki-card.md §5).
+pub fn max_tries(kind: KeyKind) -> u8 {
+    match kind {
+        KeyKind::Authentication => 3,
+        KeyKind::Signature => 5,
+    }
+}
+
+/// PIN length bounds of a key's PIN (jpki-card.md §5).
+pub fn pin_len_range(kind: KeyKind) -> (usize, usize) {
+    match kind {
+        KeyKind::Authentication => (4, 4),
+        KeyKind::Signature => (6, 16),
+    }
+}
+
+/// A certificate EF and the objects built from it.
+#[derive(Default)]
+enum CertObjects {
+    /// Not read yet (or needs login first).
+    #[default]
+    Pending,
+    /// Read and turned into objects.
+    Loaded(Vec<Arc<Object>>),
+    /// The card refused to read it before VERIFY (6982): read again after login only, so
+    /// that searches never cause card traffic.
+    NeedsLogin,
+    /// The card has no such certificate, or it is unusable: no objects.
+    Absent,
+}
+
+/// Per-token state.
+struct TokenState {
+    logged_in: bool,
+    profiles: Vec<Arc<Object>>,
+    user: CertObjects,
+    ca: CertObjects,
+    tries: Option<(u8, Instant)>,
+}
+
+impl TokenState {
+    fn new(kind: KeyKind) -> TokenState {
+        // The auth token declares PUBLIC_CERTIFICATES_TOKEN: its certificates are readable
+        // without login, so NSS lists them without prompting. The sign token must not: its
+        // user certificate (personal data) is readable only after the password (clients.md §10.10).
+        let ids: &[CK_PROFILE_ID] = match kind {
+            KeyKind::Authentication => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
+            KeyKind::Signature => &[CKP_AUTHENTICATION_TOKEN],
+        };
+        TokenState {
+            logged_in: false,
+            profiles: ids
+                .iter()
+                .map(|id| Arc::new(object::profile(next_object_handle(), *id)))
+                .collect(),
+            user: CertObjects::Pending,
+            ca: CertObjects::Pending,
+            tries: None,
+        }
+    }
+
+    fn all_objects(&self) -> impl Iterator<Item = &Arc<Object>> {
+        fn list(c: &CertObjects) -> &[Arc<Object>] {
+            match c {
+                CertObjects::Loaded(v) => v.as_slice(),
+                _ => &[],
+            }
+        }
+        self.profiles
+            .iter()
+            .chain(list(&self.ca).iter())
+            .chain(list(&self.user).iter())
+    }
+
+    /// Objects the current login state may see.
+    fn visible(&self) -> impl Iterator<Item = &Arc<Object>> {
+        let logged_in = self.logged_in;
+        self.all_objects().filter(move |o| logged_in || !o.private)
+    }
+
+    fn set_tries(&mut self, tries: u8) {
+        self.tries = Some((tries, Instant::now()));
+    }
+}
+
+/// What reading a certificate EF gave.
+enum ReadOutcome {
+    Bytes(Vec<u8>),
+    /// 6982: readable only after VERIFY.
+    NeedsLogin,
+    /// Not on this card.
+    Absent,
+}
+
+struct CardInner {
+    jpki: JpkiCard,
+    tokens: [TokenState; 2],
+    /// Serial number content octets of the authentication certificate (token serial, label tag).
+    auth_serial: Option<Vec<u8>>,
+}
+
+/// One insertion of a JPKI card in one reader.
+pub struct Card {
+    pub reader: String,
+    /// Reader event counter when this card was seen; a new value means another insertion.
+    pub event_count: u32,
+    removed: AtomicBool,
+    inner: Mutex<CardInner>,
+}
+
+/// What `C_GetTokenInfo` needs from the card.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub label: String,
+    pub serial: String,
+    pub flags: CK_FLAGS,
+    pub min_pin: usize,
+    pub max_pin: usize,
+}
+
+/// A login request of `C_Login`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginKind {
+    User,
+    ContextSpecific,
+}
+
+impl Card {
+    pub fn new(reader: String, event_count: u32, jpki: JpkiCard) -> Card {
+        Card {
+            reader,
+            event_count,
+            removed: AtomicBool::new(false),
+            inner: Mutex::new(CardInner {
+                jpki,
+                tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
+                auth_serial: None,
+            }),
+        }
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// APDUs sent to this card so far (tests).
+    pub fn apdus_sent(&self) -> u64 {
+        self.inner.lock().jpki.apdus_sent()
+    }
+
+    fn check_present(&self) -> Result<()> {
+        if self.is_removed() {
+            Err(Error::DeviceRemoved)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Maps a card error, updating the token state it tells about.
+    fn card_error(&self, inner: &mut CardInner, e: CardError) -> Error {
+        match e {
+            CardError::Removed | CardError::NoReader => {
+                self.mark_removed();
+                Error::DeviceRemoved
+            }
+            CardError::CardReset => {
+                // Someone else reset the card: the card forgot every VERIFY. Never replay a PIN.
+                log::info!(
+                    "card in {:?} was reset by another party; logged out",
+                    self.reader
+                );
+                for t in inner.tokens.iter_mut() {
+                    t.logged_in = false;
+                }
+                Error::UserNotLoggedIn
+            }
+            other => {
+                log::warn!("card error: {other}");
+                Error::from(other)
+            }
+        }
+    }
+
+    pub fn is_logged_in(&self, kind: KeyKind) -> bool {
+        self.inner.lock().tokens[kind_index(kind)].logged_in
+    }
+
+    /// Reads `file`, retrying once after a reset by another party.
+    fn read_cert(&self, inner: &mut CardInner, file: CertificateFile) -> Result<ReadOutcome> {
+        for _ in 0..2 {
+            match inner.jpki.read_certificate(file) {
+                Ok(bytes) => return Ok(ReadOutcome::Bytes(bytes)),
+                Err(CardError::SecurityStatusNotSatisfied) => return Ok(ReadOutcome::NeedsLogin),
+                Err(CardError::FileNotFound) => {
+                    // e.g. no signature certificate on cards of children under 15 (§7).
+                    log::info!("certificate {file:?} not on the card");
+                    return Ok(ReadOutcome::Absent);
+                }
+                Err(CardError::CardReset) => {
+                    let _ = self.card_error(inner, CardError::CardReset);
+                }
+                Err(e) => return Err(self.card_error(inner, e)),
+            }
+        }
+        Err(Error::DeviceError)
+    }
+
+    /// Reads the certificates of a token that the current login state allows, once.
+    fn load(&self, inner: &mut CardInner, kind: KeyKind) -> Result<()> {
+        let idx = kind_index(kind);
+        let (user_file, ca_file) = cert_files(kind);
+        let names = pair_names(kind);
+        let logged_in = inner.tokens[idx].logged_in;
+        let wanted = |c: &CertObjects| match c {
+            CertObjects::Pending => true,
+            CertObjects::NeedsLogin => logged_in,
+            _ => false,
+        };
+        if wanted(&inner.tokens[idx].ca) {
+            let objects = match self.read_cert(inner, ca_file) {
+                Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
+                    Ok(cert) => CertObjects::Loaded(vec![Arc::new(object::certificate(
+                        next_object_handle(),
+                        &cert,
+                        names.ca_id,
+                        names.ca_label,
+                        true,
+                        false,
+                    ))]),
+                    Err(e) => {
+                        log::error!("CA certificate {ca_file:?} unusable: {}", e.0);
+                        CertObjects::Absent
+                    }
+                },
+                Ok(ReadOutcome::NeedsLogin) => CertObjects::NeedsLogin,
+                Ok(ReadOutcome::Absent) => CertObjects::Absent,
+                Err(e) => return Err(e),
+            };
+            inner.tokens[idx].ca = objects;
+        }
+        // The signature certificate holds name and address: read only after the password.
+        let user_private = kind == KeyKind::Signature;
+        if wanted(&inner.tokens[idx].user) && (!user_private || logged_in) {
+            let objects = match self.read_cert(inner, user_file) {
+                Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
+                    Ok(cert) => {
+                        if kind == KeyKind::Authentication {
+                            inner.auth_serial = Some(cert.serial_value.clone());
+                        }
+                        CertObjects::Loaded(vec![
+                            Arc::new(object::certificate(
+                                next_object_handle(),
+                                &cert,
+                                names.id,
+                                names.label,
+                                false,
+                                user_private,
+                            )),
+                            Arc::new(object::public_key(
+                                next_object_handle(),
+                                &cert,
+                                kind,
+                                names.id,
+                                names.label,
+                                user_private,
+                            )),
+                            Arc::new(object::private_key(
+                                next_object_handle(),
+                                &cert,
+                                kind,
+                                names.id,
+                                names.label,
+                            )),
+                        ])
+                    }
+                    Err(e) => {
+                        log::error!("certificate {user_file:?} unusable: {}", e.0);
+                        CertObjects::Absent
+                    }
+                },
+                Ok(ReadOutcome::NeedsLogin) => CertObjects::NeedsLogin,
+                Ok(ReadOutcome::Absent) => CertObjects::Absent,
+                Err(e) => return Err(e),
+            };
+            inner.tokens[idx].user = objects;
+        }
+        Ok(())
+    }
+
+    /// Handles of the visible objects of a token matching `template` (loads lazily first).
+    pub fn find(
+        &self,
+        kind: KeyKind,
+        template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+    ) -> Result<Vec<ObjectHandle>> {
+        self.check_present()?;
+        let mut inner = self.inner.lock();
+        self.load(&mut inner, kind)?;
+        Ok(inner.tokens[kind_index(kind)]
+            .visible()
+            .filter(|o| o.matches(template))
+            .map(|o| o.handle)
+            .collect())
+    }
+
+    /// A visible object of a token. `Err(ObjectHandleInvalid)` if unknown or hidden.
+    pub fn object(&self, kind: KeyKind, handle: ObjectHandle) -> Result<Arc<Object>> {
+        self.object_with_visibility(kind, handle)?
+            .ok_or(Error::ObjectHandleInvalid)
+    }
+
+    /// `Ok(Some)` visible, `Ok(None)` exists but hidden (not logged in), `Err` unknown.
+    pub fn object_with_visibility(
+        &self,
+        kind: KeyKind,
+        handle: ObjectHandle,
+    ) -> Result<Option<Arc<Object>>> {
+        let inner = self.inner.lock();
+        let token = &inner.tokens[kind_index(kind)];
+        let found = token.all_objects().find(|o| o.handle == handle).cloned();
+        match found {
+            Some(o) if token.logged_in || !o.private => Ok(Some(o)),
+            Some(_) => Ok(None),
+            None => Err(Error::ObjectHandleInvalid),
+        }
+    }
+
+    /// Token label, serial and flags. Reads the authentication certificate once (label tag and
+    /// serial come from it) and the PIN counter at most once per [`TRIES_CACHE`].
+    pub fn token_info(&self, kind: KeyKind) -> Result<TokenInfo> {
+        self.check_present()?;
+        let mut inner = self.inner.lock();
+        if inner.auth_serial.is_none() {
+            if let Err(e) = self.load(&mut inner, KeyKind::Authentication) {
+                if e == Error::DeviceRemoved {
+                    return Err(e);
+                }
+                log::warn!("could not read the authentication certificate: {e}");
+            }
+        }
+        let idx = kind_index(kind);
+        let fresh = matches!(inner.tokens[idx].tries, Some((_, at)) if at.elapsed() < TRIES_CACHE);
+        if !fresh {
+            match inner.jpki.pin_tries_left(kind) {
+                Ok(t) => inner.tokens[idx].set_tries(t),
+                Err(CardError::PinBlocked) => inner.tokens[idx].set_tries(0),
+                Err(e) => {
+                    let err = self.card_error(&mut inner, e);
+                    if err == Error::DeviceRemoved {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        // Serial: the authentication certificate's serial number in hex (last 16 digits);
+        // the label carries its last 8 digits so that two cards' tokens differ.
+        let serial = match &inner.auth_serial {
+            Some(s) => {
+                let hex: String = s
+                    .iter()
+                    .skip_while(|b| **b == 0)
+                    .map(|b| format!("{b:02X}"))
+                    .collect();
+                let hex = if hex.is_empty() { "0".to_string() } else { hex };
+                hex[hex.len().saturating_sub(16)..].to_string()
+            }
+            None => String::new(),
+        };
+        let tag = &serial[serial.len().saturating_sub(8)..];
+        let base = match kind {
+            KeyKind::Authentication => "JPKI Auth",
+            KeyKind::Signature => "JPKI Sign",
+        };
+        let label = if tag.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base} {tag}")
+        };
+        let mut flags = CKF_WRITE_PROTECTED
+            | CKF_LOGIN_REQUIRED
+            | CKF_USER_PIN_INITIALIZED
+            | CKF_TOKEN_INITIALIZED;
+        if let Some((tries, _)) = inner.tokens[idx].tries {
+            flags |= tries_flags(kind, tries);
+        }
+        let (min_pin, max_pin) = pin_len_range(kind);
+        Ok(TokenInfo {
+            label,
+            serial,
+            flags,
+            min_pin,
+            max_pin,
+        })
+    }
+
+    /// `C_Login`. The PIN is checked locally first: a PIN that cannot be right for this key
+    /// never reaches the card (no try is spent on it).
+    pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
+        self.check_present()?;
+        let pin = Pin::parse(kind, pin).map_err(|e| match e {
+            PinFormatError::Length => Error::PinLenRange,
+            PinFormatError::Charset => Error::PinInvalid,
+        })?;
+        let mut inner = self.inner.lock();
+        let idx = kind_index(kind);
+        match how {
+            LoginKind::User if inner.tokens[idx].logged_in => {
+                return Err(Error::UserAlreadyLoggedIn)
+            }
+            LoginKind::ContextSpecific if !inner.tokens[idx].logged_in => {
+                return Err(Error::UserNotLoggedIn)
+            }
+            _ => {}
+        }
+        let mut result = inner.jpki.verify_pin(&pin);
+        if result == Err(CardError::CardReset) {
+            // The reset came before our VERIFY reached the card; the transport reconnected.
+            let _ = self.card_error(&mut inner, CardError::CardReset);
+            result = inner.jpki.verify_pin(&pin);
+        }
+        match result {
+            Ok(()) => {
+                let token = &mut inner.tokens[idx];
+                token.logged_in = true;
+                token.set_tries(max_tries(kind));
+                log::debug!("logged in to {kind:?} token");
+                Ok(())
+            }
+            Err(CardError::PinIncorrect { tries_left }) => {
+                inner.tokens[idx].set_tries(tries_left);
+                inner.tokens[idx].logged_in = false;
+                Err(Error::PinIncorrect)
+            }
+            Err(CardError::PinBlocked) => {
+                inner.tokens[idx].set_tries(0);
+                inner.tokens[idx].logged_in = false;
+                Err(Error::PinLocked)
+            }
+            Err(e) => Err(self.card_error(&mut inner, e)),
+        }
+    }
+
+    /// `C_Logout` (or the last session closing): clears the card's security state. The card
+    /// forgets both VERIFYs at once, so both tokens of the card are logged out. When `keep_sibling`
+    /// is set and the other token is logged in, only our state is cleared (the card keeps the
+    /// VERIFYs for the sibling's sessions).
+    pub fn logout(&self, kind: KeyKind, keep_sibling: bool) -> Result<()> {
+        let mut inner = self.inner.lock();
+        let idx = kind_index(kind);
+        if !inner.tokens[idx].logged_in {
+            return Err(Error::UserNotLoggedIn);
+        }
+        inner.tokens[idx].logged_in = false;
+        if keep_sibling && inner.tokens[1 - idx].logged_in {
+            return Ok(());
+        }
+        for t in inner.tokens.iter_mut() {
+            t.logged_in = false;
+        }
+        if self.is_removed() {
+            return Ok(());
+        }
+        match inner.jpki.logout() {
+            Ok(()) | Err(CardError::CardReset) => Ok(()),
+            Err(e) => {
+                // The logout itself succeeded for us; report only a removal.
+                let err = self.card_error(&mut inner, e);
+                log::warn!("clearing the card's security state failed: {err}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Signs `input` (a DigestInfo, or raw `CKM_RSA_PKCS` data) with the card key of `kind`,
+    /// then verifies the signature in software with `public` before returning it.
+    pub fn sign(&self, kind: KeyKind, public: &rsa::RsaPublicKey, input: &[u8]) -> Result<Vec<u8>> {
+        self.check_present()?;
+        let mut inner = self.inner.lock();
+        let idx = kind_index(kind);
+        if !inner.tokens[idx].logged_in {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let signature = match inner.jpki.sign(kind, input) {
+            Ok(s) => s,
+            Err(CardError::SecurityStatusNotSatisfied) => {
+                inner.tokens[idx].logged_in = false;
+                return Err(Error::UserNotLoggedIn);
+            }
+            Err(e) => return Err(self.card_error(&mut inner, e)),
+        };
+        if verify_pkcs1(public, input, &signature).is_err() {
+            log::error!("the card's signature does not verify with the certificate's key");
+            return Err(Error::DeviceError);
+        }
+        Ok(signature)
+    }
+
+    /// `C_SetPIN`: changes the PIN of `kind` (both checked locally first).
+    pub fn change_pin(&self, kind: KeyKind, old: &[u8], new: &[u8]) -> Result<()> {
+        self.check_present()?;
+        let parse = |b: &[u8]| {
+            Pin::parse(kind, b).map_err(|e| match e {
+                PinFormatError::Length => Error::PinLenRange,
+                PinFormatError::Charset => Error::PinInvalid,
+            })
+        };
+        let old = parse(old)?;
+        let new = parse(new)?;
+        let mut inner = self.inner.lock();
+        let idx = kind_index(kind);
+        match inner.jpki.change_pin(&old, &new) {
+            Ok(()) => {
+                inner.tokens[idx].set_tries(max_tries(kind));
+                Ok(())
+            }
+            Err(CardError::PinIncorrect { tries_left }) => {
+                inner.tokens[idx].set_tries(tries_left);
+                Err(Error::PinIncorrect)
+            }
+            Err(CardError::PinBlocked) => {
+                inner.tokens[idx].set_tries(0);
+                Err(Error::PinLocked)
+            }
+            Err(e) => Err(self.card_error(&mut inner, e)),
+        }
+    }
+}
+
+/// `CKF_USER_PIN_*` flags from the retry counter.
+pub fn tries_flags(kind: KeyKind, tries: u8) -> CK_FLAGS {
+    match tries {
+        0 => CKF_USER_PIN_LOCKED,
+        1 => CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW,
+        t if t < max_tries(kind) => CKF_USER_PIN_COUNT_LOW,
+        _ => 0,
+    }
+}
