@@ -33,6 +33,9 @@ const OID_OU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.11");
 const OID_CN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 const OID_SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 const OID_AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
+const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.2");
+const OID_ANY_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32.0");
+const OID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
 
 /// Certificate policy of the signature certificate, class 20 (jpki-card.md §7 [1]).
 pub const POLICY_SIGN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.1.1.20");
@@ -191,6 +194,49 @@ pub fn issue_ca(h: Hierarchy, key: &RsaPrivateKey, serial: &[u8]) -> Result<Vec<
                 ca: true,
                 path_len_constraint: None,
             },
+        )?,
+        // Policy with a CPS pointer, an authority-revocation list and a caIssuers pointer: the
+        // real JPKI CA certificates are 1301–1319 bytes (jpki-card.md §4 [1]), and certificate
+        // size decides how many READ BINARY commands a reader needs, so ours are of that size.
+        extension(
+            &dn,
+            &CertificatePolicies(vec![PolicyInformation {
+                policy_identifier: OID_ANY_POLICY,
+                policy_qualifiers: Some(vec![
+                    x509_cert::ext::pkix::certpolicy::PolicyQualifierInfo {
+                        policy_qualifier_id: OID_QT_CPS,
+                        qualifier: Some(Any::new(
+                            Tag::Ia5String,
+                            "http://jpki.invalid/cps".as_bytes(),
+                        )?),
+                    },
+                ]),
+            }]),
+        )?,
+        extension(
+            &dn,
+            &CrlDistributionPoints(vec![DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(vec![
+                    GeneralName::DirectoryName(name(&[
+                        (OID_C, "JP"),
+                        (OID_O, "JPKI"),
+                        (OID_OU, h.ou()),
+                        (OID_OU, "ARL Distribution Points"),
+                        (OID_OU, JLIS),
+                    ])?),
+                ])),
+                reasons: None,
+                crl_issuer: None,
+            }]),
+        )?,
+        extension(
+            &dn,
+            &AuthorityInfoAccessSyntax(vec![AccessDescription {
+                access_method: OID_AD_CA_ISSUERS,
+                access_location: GeneralName::UniformResourceIdentifier(Ia5String::new(
+                    "http://jpki.invalid/ca.p7c",
+                )?),
+            }]),
         )?,
     ];
     sign(Tbs {
