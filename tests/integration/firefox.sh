@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Firefox ESR logs in to a TLS server with the card's authentication certificate.
+#
+# Firefox runs headless and is driven through Marionette. The module is registered the way the
+# README tells users to: the enterprise policy SecurityDevices in /etc/firefox-esr/policies/
+# policies.json (here in a private copy of /etc/firefox-esr, bind-mounted in the harness's own
+# mount namespace, so the machine's Firefox is untouched). The PIN is typed into Firefox's own
+# password prompt, answered once (clients.md, "Browsers in headless tests").
+#
+# Servers: openssl s_server -Verify 2 -www on 127.0.0.1, one TLS 1.2 only, one TLS 1.3 only.
+# TLS 1.2 must log in and show our certificate. TLS 1.3 needs RSA-PSS in CertificateVerify: with a
+# module that advertises CKM_RSA_PKCS_PSS on the auth token it must work too; without it NSS sends
+# no certificate and the server answers alert 116 (certificate_required).
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib/browser-common.sh"
+
+command -v firefox-esr >/dev/null || { echo "firefox-esr not installed" >&2; exit 2; }
+python3 -c 'import marionette_driver' 2>/dev/null || { echo "pip install marionette_driver" >&2; exit 2; }
+
+PORT12=18412
+PORT13=18413
+MARIONETTE_PORT=28282
+AUTH_TOKEN_LABEL=$(pkcs11-tool --module "$JPKI_MODULE" -L 2>/dev/null |
+    sed -n 's/^ *token label *: *//p' | head -n 1 | sed 's/ *$//')
+[ -n "$AUTH_TOKEN_LABEL" ] || { not_ok "module lists the auth token"; finish; }
+
+# --- Registration by policy: the same file the README gives users. ---
+etc_copy=$scratch/etc-firefox-esr
+mkdir -p "$etc_copy"
+cp -a /etc/firefox-esr/. "$etc_copy/" 2>/dev/null || true
+mount --bind "$etc_copy" /etc/firefox-esr || { not_ok "private /etc/firefox-esr"; finish; }
+mkdir -p /etc/firefox-esr/policies
+cat >/etc/firefox-esr/policies/policies.json <<EOF
+{
+  "policies": {
+    "SecurityDevices": {
+      "Add": {
+        "My Number Card (JPKI)": "$JPKI_MODULE"
+      }
+    }
+  }
+}
+EOF
+
+# --- Profile: NSS db trusting the test CA (server certificate); automatic client cert choice. ---
+profile=$scratch/profile
+mkdir -p "$profile"
+certutil -N -d "sql:$profile" --empty-password
+certutil -A -d "sql:$profile" -n "browser test CA" -t "C,," -i "$scratch/pki/ca.pem"
+cat >"$profile/user.js" <<EOF
+user_pref("marionette.port", $MARIONETTE_PORT);
+user_pref("security.default_personal_cert", "Select Automatically");
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.startup.homepage_override.mstone", "ignore");
+user_pref("browser.startup.page", 0);
+user_pref("browser.aboutwelcome.enabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("app.update.enabled", false);
+user_pref("extensions.update.enabled", false);
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+user_pref("browser.safebrowsing.malware.enabled", false);
+user_pref("browser.safebrowsing.phishing.enabled", false);
+user_pref("security.OCSP.enabled", 0);
+user_pref("security.remote_settings.crlite_filters.enabled", false);
+EOF
+
+start_s_server tls1_2 "$PORT12"
+start_s_server tls1_3 "$PORT13"
+
+stats_before=$(card_stats)
+export HOME=$scratch/home
+mkdir -p "$HOME"
+start_bg "$scratch/firefox.log" timeout 90 firefox-esr --headless --marionette \
+    -remote-allow-system-access --no-remote --profile "$profile"
+wait_for 30 port_open "$MARIONETTE_PORT" || { not_ok "Firefox starts Marionette"; cat "$scratch/firefox.log" >&2; finish; }
+
+out=$scratch/out
+mkdir -p "$out"
+started=$(date +%s.%N)
+if timeout 75 python3 "$here/lib/firefox_marionette.py" "$MARIONETTE_PORT" "$JPKI_MODULE" \
+    "$AUTH_TOKEN_LABEL" "$AUTH_PIN" "$out" \
+    "https://127.0.0.1:$PORT12/" "https://127.0.0.1:$PORT13/" >"$scratch/driver.log" 2>&1; then
+    ok "Marionette session ran ($(python3 -c "import time;print(round(time.time()-$started,1))") s)"
+else
+    not_ok "Marionette session ran"
+    cat "$scratch/driver.log" >&2
+fi
+stop_bg
+stats_after=$(card_stats)
+
+jq_py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); $2" "$1"; }
+
+# Discover: the policy loaded our module, and Firefox sees both tokens.
+check "discover: policy SecurityDevices loaded the module with both tokens" \
+    jq_py "$out/modules.json" "
+m=[x for x in d if x['libName']==sys.argv[2]]
+assert m, d
+toks=[s['token'] for s in m[0]['slots'] if s['token']]
+print('# tokens:', toks)
+assert len(toks)>=2" "$JPKI_MODULE"
+
+# Login: exactly one prompt, for the auth token, answered once; one VERIFY reached the card.
+check "login: one password prompt, for the auth token, answered once" \
+    jq_py "$out/prompts.json" "
+print('# prompts:', d)
+assert len(d)==1 and d[0]['action']=='answered', d"
+verify_delta=$(($(stat_field "$stats_after" verify_count) - $(stat_field "$stats_before" verify_count)))
+failed_delta=$(($(stat_field "$stats_after" failed_verify_count) - $(stat_field "$stats_before" failed_verify_count)))
+check "login: exactly one VERIFY reached the card, and it succeeded (got $verify_delta, failed $failed_delta)" \
+    test "$verify_delta" -eq 1 -a "$failed_delta" -eq 0
+sign_delta=$(($(stat_field "$stats_after" signatures) - $(stat_field "$stats_before" signatures)))
+echo "# card signatures during the run: $sign_delta"
+
+# TLS 1.2: the page shows our client certificate.
+page12() {
+    jq_py "$out/page-1.json" "
+t=d.get('text') or ''
+print('# TLS 1.2 page:', d.get('error'), d.get('final_url'), repr(t[:80]))
+assert d.get('error') is None, d.get('error')
+assert 'Protocol  : TLSv1.2' in t, 'protocol'
+assert 'Client certificate' in t, 'no client certificate'
+assert sys.argv[2] in t, 'subject'" "$AUTH_SUBJECT_CN"
+}
+check "sign + TLS 1.2: page fetched with our client certificate ($AUTH_SUBJECT_CN)" page12
+check "sign: the card made at least one signature ($sign_delta)" test "$sign_delta" -ge 1
+check "TLS 1.2: s_server saw the card's authentication certificate" \
+    grep -q "subject=.*$AUTH_SUBJECT_CN" "$scratch/s_server-tls1_2.log"
+
+# TLS 1.3: depends on whether the module offers RSA-PSS for the auth key.
+if module_has_pss; then
+    echo "# module advertises CKM_RSA_PKCS_PSS on the auth token: TLS 1.3 must succeed"
+    page13() {
+        jq_py "$out/page-2.json" "
+t=d.get('text') or ''
+print('# TLS 1.3 page:', d.get('error'), d.get('final_url'), repr(t[:80]))
+assert d.get('error') is None, d.get('error')
+assert 'Protocol  : TLSv1.3' in t and 'Client certificate' in t and sys.argv[2] in t" "$AUTH_SUBJECT_CN"
+    }
+    check "TLS 1.3 (card RSA-PSS): page fetched with our client certificate" page13
+else
+    echo "# module offers no CKM_RSA_PKCS_PSS: TLS 1.3 must fail with certificate_required"
+    page13() {
+        jq_py "$out/page-2.json" "
+t=d.get('text') or ''
+print('# TLS 1.3 page:', d.get('error'), d.get('final_url'), repr(t[:200]))
+assert d.get('error') is not None or 'Client certificate' not in t
+assert 'about:neterror' in (d.get('final_url') or ''), d.get('final_url')"
+    }
+    check "TLS 1.3 (PKCS#1 v1.5 only): Firefox shows an error page" page13
+    check "TLS 1.3 (PKCS#1 v1.5 only): no certificate sent, server sent alert 116" \
+        grep -q "peer did not return a certificate\|certificate required" "$scratch/s_server-tls1_3.log"
+fi
+
+finish

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Drives a running Firefox (started with --marionette -remote-allow-system-access) the way a
+person would: answers Firefox's own PKCS#11 password prompt once, then loads pages.
+
+usage: firefox_marionette.py MARIONETTE_PORT MODULE_PATH TOKEN_LABEL PIN OUTDIR URL...
+
+The prompt is answered only if it is the first one and names TOKEN_LABEL; every other prompt
+is cancelled (a wrong PIN typed in a loop would lock a real card). Writes to OUTDIR:
+  modules.json   the PKCS#11 modules Firefox loaded, with their slots and tokens
+  page-N.json    {"url", "final_url", "error", "text"} for the N-th URL (N from 1)
+  prompts.json   every password prompt seen: {"text", "action"}
+"""
+
+import json
+import os
+import sys
+import time
+
+from marionette_driver.marionette import Marionette
+from marionette_driver import errors
+
+OBSERVER_JS = r"""
+const [label, pin] = arguments;
+const PREF = "jpki.test.prompts";
+Services.prefs.setStringPref(PREF, "[]");
+const record = (entry) => {
+  const list = JSON.parse(Services.prefs.getStringPref(PREF, "[]"));
+  list.push(entry);
+  Services.prefs.setStringPref(PREF, JSON.stringify(list));
+  return list.length;
+};
+const observer = {
+  observe(subject, topic, data) {
+    const win = subject;
+    const doc = win.document;
+    const dialog = doc.getElementById("commonDialog");
+    const box = doc.getElementById("password1Textbox");
+    const info = doc.getElementById("infoBody");
+    const text = info ? info.textContent : "";
+    const seen = JSON.parse(Services.prefs.getStringPref(PREF, "[]")).length;
+    if (seen === 0 && box && text.includes(label)) {
+      record({ text, action: "answered" });
+      box.value = pin;
+      dialog.acceptDialog();
+    } else {
+      record({ text, action: "cancelled" });
+      dialog.cancelDialog();
+    }
+  },
+};
+Services.obs.addObserver(observer, "common-dialog-loaded");
+return true;
+"""
+
+MODULES_JS = r"""
+const db = Cc["@mozilla.org/security/pkcs11moduledb;1"].getService(Ci.nsIPKCS11ModuleDB);
+const out = [];
+for (const m of await db.listModules()) {
+  const slots = [];
+  for (const s of m.listSlots ? m.listSlots() : m.slots) {
+    let token = null;
+    try { token = s.getToken().tokenName; } catch (e) { token = null; }
+    slots.push({ name: s.name, token });
+  }
+  out.push({ name: m.name, libName: m.libName, slots });
+}
+return out;
+"""
+
+
+def main():
+    port, module, label, pin, outdir = sys.argv[1:6]
+    urls = sys.argv[6:]
+    m = Marionette(host="127.0.0.1", port=int(port))
+    deadline = time.time() + 30
+    while True:
+        try:
+            m.start_session(capabilities={"unhandledPromptBehavior": "ignore"})
+            break
+        except Exception:  # Firefox still starting
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)
+    m.timeout.page_load = 25
+    m.timeout.script = 20
+
+    m.set_context(m.CONTEXT_CHROME)
+    m.execute_script(OBSERVER_JS, script_args=[label, pin], new_sandbox=False)
+    modules = m.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "(async () => {" + MODULES_JS + "})().then(done, e => done(String(e)));"
+    )
+    with open(os.path.join(outdir, "modules.json"), "w") as f:
+        json.dump(modules, f, indent=1)
+
+    for i, url in enumerate(urls, 1):
+        m.set_context(m.CONTEXT_CONTENT)
+        result = {"url": url, "error": None}
+        try:
+            m.navigate(url)
+        except errors.MarionetteException as e:
+            result["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        try:
+            result["final_url"] = m.get_url()
+            result["text"] = m.execute_script(
+                "return document.body ? document.body.innerText : '';"
+            )
+        except errors.MarionetteException as e:
+            result["final_url"] = None
+            result["text"] = "(unreadable: %s)" % e
+        with open(os.path.join(outdir, "page-%d.json" % i), "w") as f:
+            json.dump(result, f, indent=1)
+
+    m.set_context(m.CONTEXT_CHROME)
+    prompts = json.loads(
+        m.execute_script(
+            "return Services.prefs.getStringPref('jpki.test.prompts', '[]');"
+        )
+    )
+    with open(os.path.join(outdir, "prompts.json"), "w") as f:
+        json.dump(prompts, f, indent=1)
+    try:
+        m.delete_session()
+    except Exception:
+        pass  # the suite stops Firefox itself
+
+
+if __name__ == "__main__":
+    main()
