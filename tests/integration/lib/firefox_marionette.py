@@ -4,8 +4,9 @@ person would: answers Firefox's own PKCS#11 password prompt once, then loads pag
 
 usage: firefox_marionette.py MARIONETTE_PORT MODULE_PATH TOKEN_LABEL PIN OUTDIR URL...
 
-The prompt is answered only if it is the first one and names TOKEN_LABEL; every other prompt
-is cancelled (a wrong PIN typed in a loop would lock a real card). Writes to OUTDIR:
+Only the first prompt that names TOKEN_LABEL is answered, and only once; every other prompt
+(other tokens, or the same one again) is cancelled: a wrong PIN typed in a loop would lock a
+real card. Writes to OUTDIR:
   modules.json   the PKCS#11 modules Firefox loaded, with their slots and tokens
   page-N.json    {"url", "final_url", "error", "text"} for the N-th URL (N from 1)
   prompts.json   every password prompt seen: {"text", "action"}
@@ -37,8 +38,9 @@ const observer = {
     const box = doc.getElementById("password1Textbox");
     const info = doc.getElementById("infoBody");
     const text = info ? info.textContent : "";
-    const seen = JSON.parse(Services.prefs.getStringPref(PREF, "[]")).length;
-    if (seen === 0 && box && text.includes(label)) {
+    const answered = JSON.parse(Services.prefs.getStringPref(PREF, "[]"))
+      .filter((p) => p.action === "answered").length;
+    if (answered === 0 && box && text.includes("(" + label + ")")) {
       record({ text, action: "answered" });
       box.value = pin;
       dialog.acceptDialog();
@@ -100,14 +102,33 @@ def main():
             m.navigate(url)
         except errors.MarionetteException as e:
             result["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
-        try:
-            result["final_url"] = m.get_url()
-            result["text"] = m.execute_script(
-                "return document.body ? document.body.innerText : '';"
-            )
-        except errors.MarionetteException as e:
-            result["final_url"] = None
-            result["text"] = "(unreadable: %s)" % e
+        # navigate() can return before the page is there (a password prompt came in between):
+        # wait until this URL's page, or an error page, has loaded.
+        state = {}
+        deadline = time.time() + 25
+        while time.time() < deadline:
+            try:
+                state = m.execute_script(
+                    "return {uri: document.documentURI, ready: document.readyState,"
+                    " text: document.body ? document.body.innerText : ''};"
+                )
+            except errors.MarionetteException as e:
+                state = {"uri": None, "ready": None, "text": "(unreadable: %s)" % e}
+            uri = state.get("uri") or ""
+            if state.get("ready") == "complete" and (
+                uri.startswith("about:neterror") or (uri == url and state.get("text"))
+            ):
+                break
+            time.sleep(0.2)
+        result["final_url"] = state.get("uri")
+        result["text"] = state.get("text")
+        if (result["final_url"] or "").startswith("about:neterror"):
+            try:
+                result["net_error"] = m.execute_script(
+                    "return document.getNetErrorInfo().errorCodeString;"
+                )
+            except errors.MarionetteException as e:
+                result["net_error"] = "(unreadable: %s)" % str(e).splitlines()[0]
         with open(os.path.join(outdir, "page-%d.json" % i), "w") as f:
             json.dump(result, f, indent=1)
 
