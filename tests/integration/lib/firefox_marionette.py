@@ -98,10 +98,12 @@ def main():
     for i, url in enumerate(urls, 1):
         m.set_context(m.CONTEXT_CONTENT)
         result = {"url": url, "error": None}
+        t0 = time.time()
         try:
             m.navigate(url)
         except errors.MarionetteException as e:
             result["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        result["navigate_s"] = round(time.time() - t0, 2)
         # navigate() can return before the page is there (a password prompt came in between):
         # wait until this URL's page, or an error page, has loaded.
         state = {}
@@ -111,15 +113,18 @@ def main():
                 state = m.execute_script(
                     "return {uri: document.documentURI, ready: document.readyState,"
                     " text: document.body ? document.body.innerText : ''};"
-                )
+                ) or {}
             except errors.MarionetteException as e:
                 state = {"uri": None, "ready": None, "text": "(unreadable: %s)" % e}
             uri = state.get("uri") or ""
-            if state.get("ready") == "complete" and (
-                uri.startswith("about:neterror") or (uri == url and state.get("text"))
-            ):
+            ready = state.get("ready")
+            # Error pages may stay "interactive" (Marionette itself logs that).
+            if uri.startswith("about:neterror") and ready in ("interactive", "complete"):
+                break
+            if uri == url and ready == "complete" and state.get("text"):
                 break
             time.sleep(0.2)
+        result["loaded_s"] = round(time.time() - t0, 2)
         result["final_url"] = state.get("uri")
         result["text"] = state.get("text")
         if (result["final_url"] or "").startswith("about:neterror"):
