@@ -40,7 +40,7 @@ cat >"$ffdist/policies.json" <<EOF
   "policies": {
     "SecurityDevices": {
       "Add": {
-        "My Number Card (JPKI)": "$JPKI_MODULE"
+        "My Number Card (JPKI)": "$BROWSER_MODULE"
       }
     }
   }
@@ -104,7 +104,7 @@ m=[x for x in d if x['libName']==sys.argv[2]]
 assert m, d
 toks=[s['token'] for s in m[0]['slots'] if s['token']]
 print('# tokens:', toks)
-assert len(toks)>=2" "$JPKI_MODULE"
+assert len(toks)>=2" "$BROWSER_MODULE"
 
 # Login: exactly one prompt, for the auth token, answered once; one VERIFY reached the card.
 check "login: the auth token's password prompt answered once, every other prompt cancelled" \

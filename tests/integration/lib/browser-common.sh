@@ -16,6 +16,10 @@ export JPKI_ROOT JPKI_MODULE JPKI_VC
 # prompt. The module itself never sees it from anywhere else.
 AUTH_PIN=1234
 
+# The library the browser loads. JPKI_BROWSER_SPY=1 (debugging) puts OpenSC's pkcs11-spy in front
+# of the module and logs every call to $scratch/spy.log (PIN bytes included: test PINs only).
+BROWSER_MODULE=$JPKI_MODULE
+
 failures=0
 ok() { echo "ok - $*"; }
 not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
@@ -84,6 +88,11 @@ mkdir -p "$scratch/card"
     { echo "cannot export the card certificates" >&2; exit 1; }
 AUTH_SUBJECT_CN=$(openssl x509 -in "$scratch/card/auth_cert.pem" -noout -subject -nameopt multiline |
     sed -n 's/^ *commonName *= *//p' | head -n 1)
+
+if [ -n "${JPKI_BROWSER_SPY:-}" ]; then
+    BROWSER_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11-spy.so
+    export PKCS11SPY=$JPKI_MODULE PKCS11SPY_OUTPUT=$scratch/spy.log
+fi
 
 # Test CA and the server certificate for 127.0.0.1 (the browsers trust the CA through their NSS db).
 mkdir -p "$scratch/pki"
