@@ -184,10 +184,10 @@ fn objects_before_and_after_login() {
     // Sign token: the user certificate and its public key are private.
     let s = session(&r, 1);
     let before = find(&r, s, &[]);
-    assert_eq!(before.len(), 2, "profile + CA only");
+    assert_eq!(before.len(), 3, "2 profiles + CA only");
     assert_eq!(find(&r, s, &[class(CKO_CERTIFICATE)]).len(), 1);
     r.module.login(s, CKU_USER, SIGN_PIN).unwrap();
-    assert_eq!(find(&r, s, &[]).len(), 5);
+    assert_eq!(find(&r, s, &[]).len(), 6);
     let certs = find(&r, s, &[class(CKO_CERTIFICATE), (CKA_ID, vec![2])]);
     assert_eq!(certs.len(), 1);
     assert_eq!(attr(&r, s, certs[0], CKA_PRIVATE), vec![CK_TRUE]);
@@ -195,7 +195,7 @@ fn objects_before_and_after_login() {
     assert_eq!(attr(&r, s, certs[0], CKA_VALUE), state.sign_certificate());
     // Logout hides them again, same handles after the next login.
     r.module.logout(s).unwrap();
-    assert_eq!(find(&r, s, &[]).len(), 2);
+    assert_eq!(find(&r, s, &[]).len(), 3);
     assert_eq!(
         r.module.object(s, certs[0]).unwrap_err(),
         Error::ObjectHandleInvalid

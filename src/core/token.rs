@@ -79,12 +79,15 @@ struct TokenState {
 
 impl TokenState {
     fn new(kind: KeyKind) -> TokenState {
-        // The auth token declares PUBLIC_CERTIFICATES_TOKEN: its certificates are readable
-        // without login, so NSS lists them without prompting. The sign token must not: its
-        // user certificate (personal data) is readable only after the password (clients.md §10.10).
+        // Both tokens declare PUBLIC_CERTIFICATES_TOKEN so that NSS (Firefox, Chromium) lists
+        // their public certificates without logging in. Without it on the sign token, TLS client
+        // authentication with the auth key first asked the user to unlock the *sign* token just to
+        // list certificates; cancelling that made Chromium abort the handshake
+        // (ERR_BAD_SSL_CLIENT_AUTH_CERT, tests/integration/chromium.sh). The signature
+        // certificate itself stays a private object, visible only after login (clients.md §10.10).
         let ids: &[CK_PROFILE_ID] = match kind {
             KeyKind::Authentication => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
-            KeyKind::Signature => &[CKP_AUTHENTICATION_TOKEN],
+            KeyKind::Signature => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
         };
         TokenState {
             logged_in: false,
