@@ -58,14 +58,14 @@ start_s_server tls1_3 "$PORT13"
 
 # --- Private X display: no TCP, a fresh MIT cookie. ---
 cookie=$(mcookie)
-xauth -q -f "$scratch/xserver.auth" add :0 MIT-MAGIC-COOKIE-1 "$cookie"
+xauth -q -f "$scratch/xserver.auth" add :0 MIT-MAGIC-COOKIE-1 "$cookie" 2>/dev/null
 start_bg "$scratch/xvfb.log" bash -c 'exec Xvfb -displayfd 3 -nolisten tcp -auth "$1" \
     -screen 0 1280x800x24 3>"$2"' _ "$scratch/xserver.auth" "$scratch/display"
 wait_for 15 test -s "$scratch/display" || { not_ok "Xvfb starts"; cat "$scratch/xvfb.log" >&2; finish; }
 export DISPLAY=:$(head -n 1 "$scratch/display")
 export XAUTHORITY=$scratch/xclient.auth
-xauth -q -f "$XAUTHORITY" add "$DISPLAY" MIT-MAGIC-COOKIE-1 "$cookie"
-check "private X display $DISPLAY answers with our cookie" xdotool getdisplaygeometry
+xauth -q -f "$XAUTHORITY" add "$DISPLAY" MIT-MAGIC-COOKIE-1 "$cookie" 2>/dev/null
+check "private X display $DISPLAY answers with our cookie" bash -c "xdotool getdisplaygeometry >/dev/null"
 
 stats_before=$(card_stats)
 started=$(date +%s.%N)
@@ -73,46 +73,22 @@ start_bg "$scratch/chromium.log" timeout 90 chromium --no-sandbox --no-first-run
     --disable-background-networking --disable-component-update --disable-sync \
     --user-data-dir="$scratch/chromium-profile" --remote-debugging-port="$CDP_PORT" "$URL12"
 
-# --- The user: answers Chromium's "Unlock Security Device" dialogs. ---
-# Chromium first asks to unlock the *signature* token ("Please unlock JPKI Sign ... to
-# authenticate to 127.0.0.1"): that token is not a public-certificates token, so NSS logs in to
-# list its certificates. A person cancels that one. The next dialog is for the authentication
-# token's key ("Please unlock JPKI Auth ..."): the PIN is typed there, once. (Seen on screenshots:
-# JPKI_BROWSER_SCREENSHOT=1 keeps dialog-N.png in the scratch dir.) Should the order ever differ,
-# no harm is done: the module refuses a 4-digit PIN for the signature token before any VERIFY,
-# and the VERIFY count below fails the test.
+# --- The user: types the PIN into Chromium's "Unlock Security Device" dialog, once. ---
+# The dialog reads "Please unlock JPKI Auth ... to authenticate to 127.0.0.1 with your
+# certificate" (JPKI_BROWSER_SCREENSHOT=1 keeps dialog.png in the scratch dir). It must be the
+# only dialog: the signature token declares CKP_PUBLIC_CERTIFICATES_TOKEN, so NSS does not ask
+# to unlock it just to list certificates (cancelling that prompt made Chromium abort).
 since() { python3 -c "import time;print(round(time.time()-$started,1))"; }
-shot() { [ -z "${JPKI_BROWSER_SCREENSHOT:-}" ] || xwd -root -silent | xwdtopnm 2>/dev/null | pnmtopng >"$scratch/$1.png"; }
-find_dialog() { # find_dialog SECONDS [NOT_THIS_ID]: a dialog window other than NOT_THIS_ID
-    local limit=$1 not=${2:-} id
-    for _ in $(seq 1 $((limit * 10))); do
-        for id in $(xdotool search --name '^Unlock Security Device$' 2>/dev/null); do
-            [ "$id" != "$not" ] && { echo "$id"; return 0; }
-        done
-        sleep 0.1
-    done
-    return 1
-}
-dialogs=0
-if sign_dialog=$(find_dialog 30); then
-    dialogs=1
-    ok "login: Chromium asks to unlock the signature token first (to list its certificates) ($(since) s); cancelled"
-    sleep 0.3
-    shot dialog-1
-    xdotool key --window "$sign_dialog" Escape 2>/dev/null || true
-    if auth_dialog=$(find_dialog 20 "$sign_dialog"); then
-        dialogs=2
-        ok "login: Chromium asks for the authentication token's PIN in 'Unlock Security Device' ($(since) s)"
-        sleep 0.3
-        shot dialog-2
-        xdotool type --window "$auth_dialog" "$AUTH_PIN"
-        # The dialog closes on the key press; the release then fails with BadWindow (harmless).
-        xdotool key --window "$auth_dialog" Return 2>/dev/null || true
-    else
-        not_ok "login: Chromium asks for the authentication token's PIN after the signature token was cancelled"
-    fi
+dialog=$(timeout 30 xdotool search --sync --name '^Unlock Security Device$' 2>/dev/null | head -n 1)
+if [ -n "$dialog" ]; then
+    ok "login: Chromium asks for the PIN in 'Unlock Security Device' ($(since) s)"
+    [ -z "${JPKI_BROWSER_SCREENSHOT:-}" ] ||
+        { sleep 0.3; xwd -root -silent | xwdtopnm 2>/dev/null | pnmtopng >"$scratch/dialog.png"; }
+    xdotool type --window "$dialog" "$AUTH_PIN"
+    # The dialog closes on the key press; the release then fails with BadWindow (harmless).
+    xdotool key --window "$dialog" Return 2>/dev/null || true
 else
-    not_ok "login: Chromium shows an 'Unlock Security Device' dialog"
+    not_ok "login: Chromium asks for the PIN in 'Unlock Security Device'"
 fi
 
 out=$scratch/out
@@ -156,7 +132,7 @@ assert 'ERR_SSL_CLIENT_AUTH_NO_COMMON_ALGORITHMS' in t" "$out/page-tls13.json"
     check "TLS 1.3 (PKCS#1 v1.5 only): ERR_SSL_CLIENT_AUTH_NO_COMMON_ALGORITHMS" page13
 fi
 
-check "login: no further PIN dialog" \
+check "login: no second PIN dialog" \
     bash -c '! xdotool search --name "^Unlock Security Device$" >/dev/null 2>&1'
 stop_bg
 stats_after=$(card_stats)
