@@ -46,9 +46,10 @@ trap cleanup EXIT INT TERM
 
 # --- build ---------------------------------------------------------------------------------
 cargo build --release --lib --locked --quiet
-cargo deb -p jpki-pkcs11 --no-build --multiarch=same -o "$out" >"$out/cargo-deb.log" 2>&1 \
+# The README's command: the .deb goes to target/debian/, cargo-deb prints its path last.
+cargo deb -p jpki-pkcs11 --no-build --multiarch=same >"$out/cargo-deb.log" 2>&1 \
     || { cat "$out/cargo-deb.log" >&2; exit 1; }
-deb=$(ls "$out"/jpki-pkcs11_*.deb)
+deb=$(tail -n 1 "$out/cargo-deb.log")
 check "cargo deb built $(basename "$deb")" test -s "$deb"
 check "package is Multi-Arch: same" test "$(dpkg-deb -f "$deb" Multi-Arch)" = same
 check "package depends on libpcsclite1 (from the module's ELF, \$auto)" \

@@ -5,6 +5,8 @@
 # which Java read from the token itself).
 #
 # Runs inside tests/harness/with-card.sh. Needs openjdk-17-jdk-headless (keytool, jarsigner, jar).
+# PINs are typed at keytool's and jarsigner's own password prompts (here: written to their stdin,
+# no terminal), as in the README; no -storepass on the command line.
 set -euo pipefail
 
 : "${JPKI_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
@@ -46,7 +48,7 @@ p11() { echo -keystore NONE -storetype PKCS11 -providerClass sun.security.pkcs11
 
 # --- keytool -list ----------------------------------------------------------------------------
 # shellcheck disable=SC2046
-if keytool -list -v $(p11 jpki-auth.cfg) -storepass 1234 > auth.list 2>&1; then
+if echo 1234 | keytool -list -v $(p11 jpki-auth.cfg) > auth.list 2>&1; then
     ok "keytool -list opens the authentication token (PIN 1234)"
 else
     not_ok "keytool -list opens the authentication token ($(tail -3 auth.list | tr '\n' ' '))"
@@ -60,7 +62,7 @@ check "keytool: auth chain ends at the JPKI user-authentication CA" \
     grep -q "Owner: OU=Japan Agency for Local Authority Information Systems, OU=JPKI for user authentication, O=JPKI, C=JP" auth.list
 
 # shellcheck disable=SC2046
-if keytool -list -v $(p11 jpki-sign.cfg) -storepass ABC123 > sign.list 2>&1; then
+if echo ABC123 | keytool -list -v $(p11 jpki-sign.cfg) > sign.list 2>&1; then
     ok "keytool -list opens the signature token (password ABC123)"
 else
     not_ok "keytool -list opens the signature token ($(tail -3 sign.list | tr '\n' ' '))"
@@ -76,7 +78,7 @@ check "keytool: two VERIFYs, none failed" \
 # refused by the module before any VERIFY: Java reports the error, the card loses no try.
 verify_before=$(stat_field verify_count)
 # shellcheck disable=SC2046
-if keytool -list -v $(p11 jpki-sign.cfg) -storepass 1234 > wrong.list 2>&1; then
+if echo 1234 | keytool -list -v $(p11 jpki-sign.cfg) > wrong.list 2>&1; then
     not_ok "keytool with a 4-digit password on the signature token fails"
 else
     ok "keytool with a 4-digit password on the signature token fails"
@@ -90,7 +92,7 @@ jar cf test.jar hello.txt
 sigs_before=$(stat_field signatures)
 lcs_before=$(sign_lcs)
 # shellcheck disable=SC2046
-if jarsigner $(p11 jpki-sign.cfg) -storepass ABC123 -sigalg SHA256withRSA test.jar "JPKI Digital Signature" > sign.out 2>&1; then
+if echo ABC123 | jarsigner $(p11 jpki-sign.cfg) test.jar "JPKI Digital Signature" > sign.out 2>&1; then
     ok "jarsigner signs a jar with the signature key"
 else
     not_ok "jarsigner signs a jar with the signature key ($(tail -5 sign.out | tr '\n' ' '))"
@@ -108,7 +110,7 @@ check "jarsigner -verify: hello.txt carries a verified signature (s)" grep -Eq '
 
 # The signature CA as Java read it from the token (second certificate of the chain).
 # shellcheck disable=SC2046
-keytool -list -rfc $(p11 jpki-sign.cfg) -storepass ABC123 > chain.pem 2>&1
+echo ABC123 | keytool -list -rfc $(p11 jpki-sign.cfg) > chain.pem 2>&1
 awk '/BEGIN CERTIFICATE/ { n++ } n == 2' chain.pem | sed '/END CERTIFICATE/q' > sign-ca.pem
 check "the signature CA came from the token" \
     bash -c "openssl x509 -in sign-ca.pem -noout -subject | grep -q 'OU = JPKI for digital signature'"

@@ -83,7 +83,6 @@ check "ssh-keygen -D sent no VERIFY" test "$(stat_field verify_count)" -eq 0
 port=$((20000 + RANDOM % 20000))
 mkdir -p /run/sshd && chmod 0755 /run/sshd     # privilege separation dir (private /run)
 ssh-keygen -q -t ed25519 -N '' -f "$tmp/hostkey"
-grep -x "ssh-rsa $expected JPKI User Authentication" "$tmp/keygen.out" > "$tmp/authorized_keys"
 cat > "$tmp/sshd_config" <<CONF
 ListenAddress 127.0.0.1
 Port $port
@@ -111,7 +110,10 @@ check "sshd listens on 127.0.0.1:$port" grep -q "Server listening on 127.0.0.1 p
 # The client side as a user would configure it (README "Installing for real", ssh):
 # PKCS11Provider plus the card key's public half as IdentityFile with IdentitiesOnly, so that
 # only the authentication key is offered (not the CA "keys", see the top of this file).
-grep -x "ssh-rsa $expected JPKI User Authentication" "$tmp/keygen.out" > "$tmp/jpki_auth.pub"
+# (README: `ssh-keygen -D MODULE | grep 'JPKI User Authentication$' > ~/.ssh/jpki_auth.pub`)
+ssh-keygen -D "$module" 2>/dev/null | grep 'JPKI User Authentication$' > "$tmp/jpki_auth.pub"
+check "jpki_auth.pub holds the authentication key only" \
+    test "$(cat "$tmp/jpki_auth.pub")" = "ssh-rsa $expected JPKI User Authentication"
 cat > "$tmp/ssh_config" <<CONF
 Host card-test
     HostName 127.0.0.1
@@ -127,6 +129,7 @@ Host card-test
     ConnectTimeout 10
     LogLevel ERROR
 CONF
+cp "$tmp/jpki_auth.pub" "$tmp/authorized_keys"
 accepted() { grep -c "Accepted publickey for root from 127.0.0.1" "$tmp/sshd.log" || true; }
 
 # --- 3. ssh with PKCS11Provider: login with the card, PIN through SSH_ASKPASS ----------------
@@ -186,7 +189,13 @@ fi
 # ssh-add -s asks ONE PIN and offers it to every token that needs a login (clients.md §5).
 # The signature token must refuse "1234" locally (4 characters < 6): no VERIFY for it, no try lost.
 verify_before=$(stat_field verify_count)
-ssh-agent -D -a "$tmp/agent.sock" -P "$module" > "$tmp/agent.log" 2>&1 &
+# ssh-agent loads PKCS#11 modules only from its allowlist (default /usr/lib*/*,/usr/local/lib*/*):
+# the installed package needs nothing, a build tree needs -P.
+case "$module" in
+    /usr/lib*/*|/usr/local/lib*/*) agent_allow=() ;;
+    *) agent_allow=(-P "$module") ;;
+esac
+ssh-agent -D -a "$tmp/agent.sock" "${agent_allow[@]}" > "$tmp/agent.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do [ -S "$tmp/agent.sock" ] && break; sleep 0.05; done
 export SSH_AUTH_SOCK=$tmp/agent.sock
