@@ -94,6 +94,8 @@ CONF
 pids=()
 cleanup() {
     local rc=$?
+    # pcscd may have been restarted by a test (restart-pcscd.sh): stop the current one too.
+    [ -f "$workdir/pcscd.pid" ] && pids+=("$(cat "$workdir/pcscd.pid")")
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     exit $rc
