@@ -63,6 +63,12 @@
 //! [`SignatureScheme`] / a capabilities field filled by `is_jpki`, and branch in
 //! `Session::select_ef` and `JpkiCard::sign`; nothing else needs to change.
 
+mod pss;
+mod text;
+
+pub use pss::PSS_HASH_LEN;
+pub use text::{Application, CardFaceInfo, KenhojoPin, Sex};
+
 use super::apdu::{exchange, Command, Response, StatusWord};
 use super::error::CardError;
 use super::pin::Pin;
@@ -193,6 +199,8 @@ struct CardState {
     verified: u8,
     /// Answer of `is_jpki`, once known (a card does not change while connected).
     is_jpki: Option<bool>,
+    /// Whether the card signs with RSASSA-PSS (P1 = 04), once probed or learnt (`pss.rs`).
+    pss: Option<bool>,
 }
 
 /// A connection to a card with the JPKI application.
