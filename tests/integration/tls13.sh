@@ -22,7 +22,7 @@ tmp=$(mktemp -d)
 server_pid=""
 cleanup() {
     if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
-    rm -rf "$tmp"
+    if [ -n "${KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
@@ -35,6 +35,8 @@ stat_field() { # stat_field NAME: a top-level number of the card's stats JSON
     "$vc" ctl --control "$JPKI_TEST_CONTROL" stats | sed -e 's/^ok //' |
         python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"
 }
+# PSS signatures are `80 2A 04 80 20 <hash>` (Lc 0x20); the module's PSS probe is
+# `80 2A 04 80 21 …` (33 bytes, cannot be signed) and runs once per process.
 apdu_log_count() { # apdu_log_count PREFIX: commands in the APDU log starting with PREFIX (hex)
     awk -v p="$1" 'tolower(substr($2, 1, length(p))) == p' "$JPKI_TEST_APDU_LOG" | wc -l
 }
@@ -89,9 +91,10 @@ modutil -dbdir "sql:$db" -add jpki -libfile "$module" -force >/dev/null 2>&1
 nick="$token:JPKI User Authentication"
 request=$'GET / HTTP/1.0\r\n\r\n'
 
-run_tstclnt() { # run_tstclnt VERSIONS
-    printf '%s' "$request" | timeout 60 tstclnt -h 127.0.0.1 -p "$port" -d "sql:$db" -n "$nick" \
-        -w 1234 -V "$1" -o >"$tmp/nss.out" 2>&1
+printf '%s' "$request" >"$tmp/request"
+run_tstclnt() { # run_tstclnt VERSIONS  (-A: request from a file; with stdin tstclnt never exits)
+    timeout 60 tstclnt -h 127.0.0.1 -p "$port" -d "sql:$db" -n "$nick" \
+        -w 1234 -V "$1" -o -A "$tmp/request" </dev/null >"$tmp/nss.out" 2>&1
 }
 run_s_client() { # run_s_client TLSFLAG [extra...]
     local flag=$1; shift
@@ -102,7 +105,7 @@ run_s_client() { # run_s_client TLSFLAG [extra...]
 
 subject=$(openssl x509 -in "$tmp/card/auth_cert.pem" -noout -subject | sed 's/^subject= *//')
 cn=${subject##*CN = }
-pss_before=$(apdu_log_count 802a0480)
+pss_before=$(apdu_log_count 802a048020)
 sigs_before=$(stat_field signatures)
 
 if [ "$profile" = extended ]; then
@@ -119,7 +122,7 @@ if [ "$profile" = extended ]; then
     check "NSS tstclnt: server saw our certificate ($cn)" \
         grep -q "Client certificate" "$tmp/nss.out"
     check "NSS tstclnt: subject CN in the server's answer" grep -q "$cn" "$tmp/nss.out"
-    pss_after_nss=$(apdu_log_count 802a0480)
+    pss_after_nss=$(apdu_log_count 802a048020)
     check "NSS: the card signed with PSS (P1=04)" test "$pss_after_nss" -gt "$pss_before"
 
     start_server -tls1_3
@@ -131,7 +134,7 @@ if [ "$profile" = extended ]; then
     check "openssl s_client (libp11): server saw our certificate" \
         grep -q "Client certificate" "$tmp/ossl.out"
     check "openssl: the card signed with PSS again" \
-        test "$(apdu_log_count 802a0480)" -gt "$pss_after_nss"
+        test "$(apdu_log_count 802a048020)" -gt "$pss_after_nss"
     check "no PKCS#1 v1.5 signature was needed for TLS 1.3" \
         test "$(apdu_log_count 802a0080)" -eq 0
 else
@@ -147,6 +150,7 @@ else
         grep -Eqi "certificate.required|SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT|Failed to load a suitable client certificate" "$tmp/nss.out"
     check "NSS: server saw no client certificate" \
         bash -c '! grep -q "Client certificate" "$1"' _ "$tmp/nss.out"
+    echo "# NSS said: $(grep -m2 -Ei 'error|fail' "$tmp/nss.out" | tr '\n' ' ')"
 
     start_server -tls1_3
     run_s_client -tls1_3
@@ -154,8 +158,9 @@ else
     stop_server
     check "openssl s_client TLS 1.3: handshake aborts (rc=$rc)" \
         bash -c '! grep -q "Client certificate" "$1"' _ "$tmp/ossl.out"
+    echo "# openssl said: $(grep -m3 -Ei 'error|fail' "$tmp/ossl.out" | tr '\n' ' ')"
     check "the card signed nothing for TLS 1.3 (no P1=04, no signature)" \
-        test "$(stat_field signatures)" -eq "$sigs_before" -a "$(apdu_log_count 802a0480)" -eq "$pss_before"
+        test "$(stat_field signatures)" -eq "$sigs_before" -a "$(apdu_log_count 802a048020)" -eq "$pss_before"
 
     # Control: TLS 1.2 with PKCS#1 v1.5 works on the same card.
     start_server -tls1_2
