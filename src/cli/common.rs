@@ -62,7 +62,7 @@ pub fn card_failure(e: CardError, what: &str) -> Failure {
         CardError::PinIncorrect { tries_left } => {
             let f = Failure::new(
                 Exit::WrongPin,
-                format!("wrong PIN for the {what}: {tries_left} tries left"),
+                format!("wrong {what}: {tries_left} tries left"),
             );
             if tries_left == 1 {
                 f.hint("one try left: one more wrong PIN blocks it (only the municipal office can unblock it)")
@@ -266,11 +266,12 @@ fn read_tty_no_echo(prompt: &str, line: &mut String) -> Result<(), Failure> {
     let mut quiet = saved;
     quiet.c_lflag &= !libc::ECHO;
     quiet.c_lflag |= libc::ECHONL;
+    // Echo off before the prompt appears, so that nothing typed after it is ever echoed.
+    // SAFETY: valid descriptor and termios.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
     let mut out = &tty;
     let _ = write!(out, "{prompt}");
     let _ = out.flush();
-    // SAFETY: valid descriptor and termios.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
     let result = BufReader::new(&tty).read_line(line);
     // SAFETY: as above; restores what was there.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
@@ -292,11 +293,13 @@ impl Progress {
         // SAFETY: isatty only inspects the descriptor.
         let tty = unsafe { libc::isatty(2) } == 1;
         let thread = tty.then(|| {
+            // The first frame at once, so even a quick operation shows what it does.
+            eprint!("\r| {message}");
             let stop = stop.clone();
             let message = message.to_owned();
             std::thread::spawn(move || {
                 let frames = ['|', '/', '-', '\\'];
-                let mut i = 0;
+                let mut i = 1;
                 while !stop.load(Ordering::Relaxed) {
                     eprint!("\r{} {message}", frames[i % frames.len()]);
                     i += 1;
