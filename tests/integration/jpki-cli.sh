@@ -3,8 +3,8 @@
 # the harness runs: status (no try spent), doctor (pcscd unreachable, no card, registrations),
 # certs export, sign/verify (interoperable with `openssl cms -verify`), pin change, info (its
 # own PIN; no echo on a terminal), --json, exit codes, progress only on a terminal.
-# Run inside tests/harness/with-card.sh. The binary: $JPKI_CLI, else target/release/jpki, else
-# target/debug/jpki (build it first: cargo build --release).
+# Run inside tests/harness/with-card.sh. The binary: $JPKI_CLI, else the newer of
+# target/release/jpki and target/debug/jpki (build it first: cargo build).
 set -uo pipefail
 
 root=${JPKI_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -14,8 +14,9 @@ profile=${JPKI_TEST_PROFILE:-conservative}
 : "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
 cli=${JPKI_CLI:-}
 if [ -z "$cli" ]; then
+    # The newer of the release and debug builds (run-all.sh builds all targets in debug).
     for c in "$root/target/release/jpki" "$root/target/debug/jpki"; do
-        if [ -x "$c" ]; then cli=$c; break; fi
+        if [ -x "$c" ] && { [ -z "$cli" ] || [ "$c" -nt "$cli" ]; }; then cli=$c; fi
     done
 fi
 [ -x "$cli" ] || { echo "not ok - jpki binary not built (cargo build --release --bin jpki)"; exit 1; }
