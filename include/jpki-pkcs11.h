@@ -82,8 +82,14 @@
  *   CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS (single- and multi-part):
  *     CKF_HW | CKF_SIGN | CKF_VERIFY
  *   CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512: CKF_DIGEST
- *   Never: CKM_RSA_X_509, decryption. No CKM_RSA_PKCS_PSS (TLS 1.3 client
- *   authentication therefore needs a server that allows TLS 1.2).
+ *   Only on cards that sign RSASSA-PSS themselves (detected without a PIN
+ *   try, lazily, once per card): CKM_RSA_PKCS_PSS (input: a 32-byte SHA-256
+ *   hash) and CKM_SHA256_RSA_PKCS_PSS, with CK_RSA_PKCS_PSS_PARAMS exactly
+ *   { CKM_SHA256, CKG_MGF1_SHA256, 32 } (else CKR_MECHANISM_PARAM_INVALID):
+ *     CKF_HW | CKF_SIGN | CKF_VERIFY
+ *   Elsewhere these are CKR_MECHANISM_INVALID, and TLS 1.3 client
+ *   authentication needs a server that allows TLS 1.2.
+ *   Never: CKM_RSA_X_509, decryption; PSS is never emulated.
  *   Every signature from the card is verified against the certificate's
  *   public key before it is returned (CKR_DEVICE_ERROR otherwise).
  *

@@ -42,6 +42,10 @@ pub enum CardError {
     /// to a PIN of the other key).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
+    /// The card does not do what was asked (e.g. COMPUTE DIGITAL SIGNATURE with P1 = 04 on a
+    /// card without RSASSA-PSS: 6A86).
+    #[error("not supported by the card")]
+    NotSupported,
     /// The card answered with a status word the operation does not expect.
     #[error("unexpected status word {0:04X}")]
     UnexpectedStatus(u16),

@@ -58,10 +58,17 @@
 //! # Extensions not yet used (hook)
 //!
 //! Features seen on one source only ([1], jpki-card.md §4–6): SFI forms (`00 B0 80|SFI`,
-//! `00 20 00 80|SFI`, sign P2 = `80|SFI`) would save the SELECT EF of each operation; P1 = 04
-//! gives RSASSA-PSS. They need detection on a real card first. When added, record them in
+//! `00 20 00 80|SFI`, sign P2 = `80|SFI`) would save the SELECT EF of each operation. They need
+//! detection on a real card first. (P1 = 04, RSASSA-PSS, is used, with its detection: see
+//! `jpki/pss.rs`; the other applications of the card: `jpki/text.rs`.) When added, record them in
 //! [`SignatureScheme`] / a capabilities field filled by `is_jpki`, and branch in
 //! `Session::select_ef` and `JpkiCard::sign`; nothing else needs to change.
+
+mod pss;
+mod text;
+
+pub use pss::PSS_HASH_LEN;
+pub use text::{Application, CardFaceInfo, KenhojoPin, Sex};
 
 use super::apdu::{exchange, Command, Response, StatusWord};
 use super::error::CardError;
@@ -169,8 +176,7 @@ impl CertificateFile {
 }
 
 /// How the card is asked to sign. Only PKCS#1 v1.5 over a caller-built DigestInfo
-/// (P1 = 00, P2 = 80: what OpenSC, MYNA and JRS use, [C]) for now; PSS (P1 = 04, [1]) is the
-/// place to extend.
+/// (P1 = 00, P2 = 80: what OpenSC, MYNA and JRS use, [C]); PSS (P1 = 04, [1]) is in `pss.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SignatureScheme {
     Pkcs1V15DigestInfo,
@@ -193,6 +199,8 @@ struct CardState {
     verified: u8,
     /// Answer of `is_jpki`, once known (a card does not change while connected).
     is_jpki: Option<bool>,
+    /// Whether the card signs with RSASSA-PSS (P1 = 04), once probed or learnt (`pss.rs`).
+    pss: Option<bool>,
 }
 
 /// A connection to a card with the JPKI application.

@@ -8,9 +8,13 @@ pub mod jpki;
 pub mod pin;
 
 pub use error::CardError;
-pub use jpki::{CertificateFile, JpkiCard, KeyKind};
+pub use jpki::{
+    Application, CardFaceInfo, CertificateFile, JpkiCard, KenhojoPin, KeyKind, Sex, PSS_HASH_LEN,
+};
 pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
 
+#[cfg(test)]
+mod beyond_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

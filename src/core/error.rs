@@ -144,6 +144,8 @@ impl From<CardError> for Error {
             CardError::Removed | CardError::NoReader => Error::DeviceRemoved,
             CardError::DataLength => Error::DataLenRange,
             CardError::InvalidArgument(_) => Error::ArgumentsBad,
+            // The card refused a mode it was believed to have (PSS learnt on first use).
+            CardError::NotSupported => Error::FunctionFailed,
             CardError::NoService => Error::DeviceError,
             CardError::FileNotFound
             | CardError::NotJpki

@@ -3,9 +3,12 @@
 //! The card does RSASSA-PKCS1-v1_5 over a caller-supplied DigestInfo (jpki-card.md §6, P1=00).
 //! `CKM_RSA_PKCS` passes the caller's data through; `CKM_SHA*_RSA_PKCS` hash here and build the
 //! DigestInfo. Verification is done in software with the public key from the certificate.
-//! Never offered: `CKM_RSA_X_509`, decryption. A later issue may add `CKM_RSA_PKCS_PSS` on
-//! cards whose own PSS mode is detected: add it to [`SIGN_MECHANISMS`] and a
-//! [`SignScheme`] variant.
+//! Never offered: `CKM_RSA_X_509`, decryption.
+//!
+//! RSASSA-PSS (`CKM_RSA_PKCS_PSS`, `CKM_SHA256_RSA_PKCS_PSS`, [`PSS_MECHANISMS`]) is offered only
+//! on tokens whose card signs PSS itself (P1 = 04, detected by `card::jpki::pss`), and only with
+//! the TLS 1.3 parameters the card implements: SHA-256, MGF1-SHA-256, salt length 32
+//! ([`PssParams::require_card_params`]). PSS is never emulated over raw RSA (clients.md §0).
 
 use cryptoki_sys::*;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
@@ -27,22 +30,71 @@ pub const SIGN_MECHANISMS: [CK_MECHANISM_TYPE; 6] = [
     CKM_SHA512_RSA_PKCS,
 ];
 
+/// RSASSA-PSS mechanisms, on cards with their own PSS only: card P1 = 04 over a SHA-256 hash
+/// (`CKM_RSA_PKCS_PSS`: the caller's 32-byte hash; `CKM_SHA256_RSA_PKCS_PSS`: hashed here).
+pub const PSS_MECHANISMS: [CK_MECHANISM_TYPE; 2] = [CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS];
+
+/// The parameter of a `CK_MECHANISM`, as the ffi layer read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MechanismParam {
+    /// No parameter (NULL, length 0).
+    #[default]
+    None,
+    /// A `CK_RSA_PKCS_PSS_PARAMS`.
+    Pss(PssParams),
+    /// A parameter of another type or size.
+    Other,
+}
+
+/// `CK_RSA_PKCS_PSS_PARAMS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PssParams {
+    pub hash_alg: CK_MECHANISM_TYPE,
+    pub mgf: CK_RSA_PKCS_MGF_TYPE,
+    pub s_len: CK_ULONG,
+}
+
+/// Salt length of the card's PSS (= SHA-256 output, what TLS 1.3 requires).
+pub const PSS_SALT_LEN: usize = 32;
+
+impl PssParams {
+    /// The card's PSS has fixed parameters: SHA-256, MGF1-SHA-256, sLen 32. Anything else
+    /// (or no parameter) is `CKR_MECHANISM_PARAM_INVALID`.
+    pub fn require_card_params(param: MechanismParam) -> Result<()> {
+        match param {
+            MechanismParam::Pss(PssParams {
+                hash_alg: CKM_SHA256,
+                mgf: CKG_MGF1_SHA256,
+                s_len,
+            }) if s_len == PSS_SALT_LEN as CK_ULONG => Ok(()),
+            _ => Err(Error::MechanismParamInvalid),
+        }
+    }
+}
+
 /// Digest mechanisms done in software (Java checks for them).
 pub const DIGEST_MECHANISMS: [CK_MECHANISM_TYPE; 5] =
     [CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512];
 
-/// Every mechanism of a token, in the order of `C_GetMechanismList`.
-pub fn mechanism_list() -> Vec<CK_MECHANISM_TYPE> {
+/// Every mechanism of a token, in the order of `C_GetMechanismList`; the PSS ones only when
+/// the token's card signs PSS.
+pub fn mechanism_list(pss: bool) -> Vec<CK_MECHANISM_TYPE> {
+    let pss_mechs: &[CK_MECHANISM_TYPE] = if pss { &PSS_MECHANISMS } else { &[] };
     SIGN_MECHANISMS
         .iter()
+        .chain(pss_mechs)
         .chain(DIGEST_MECHANISMS.iter())
         .copied()
         .collect()
 }
 
-/// `CK_MECHANISM_INFO` contents: (min key size, max key size, flags).
-pub fn mechanism_info(mech: CK_MECHANISM_TYPE) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS)> {
-    if SIGN_MECHANISMS.contains(&mech) {
+/// `CK_MECHANISM_INFO` contents: (min key size, max key size, flags). `pss`: whether the
+/// token's card signs PSS (otherwise the PSS mechanisms are `CKR_MECHANISM_INVALID`).
+pub fn mechanism_info(
+    mech: CK_MECHANISM_TYPE,
+    pss: bool,
+) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS)> {
+    if SIGN_MECHANISMS.contains(&mech) || (pss && PSS_MECHANISMS.contains(&mech)) {
         // CKF_HW: the private-key operation runs on the card. CKF_VERIFY is also set because
         // C_Verify* with these mechanisms works (in software, with the public key).
         Ok((KEY_BITS, KEY_BITS, CKF_HW | CKF_SIGN | CKF_VERIFY))
@@ -132,9 +184,34 @@ pub enum SignScheme {
     Raw(Vec<u8>),
     /// `CKM_SHA*_RSA_PKCS`: hashed here, then wrapped in a DigestInfo.
     Hashed(Box<Hasher>),
+    /// `CKM_RSA_PKCS_PSS`: the data is the 32-byte SHA-256 hash itself.
+    PssRaw(Vec<u8>),
+    /// `CKM_SHA256_RSA_PKCS_PSS`: hashed here, the card signs the hash with PSS.
+    PssHashed(Box<Sha256>),
+}
+
+/// What the card signs (and software verifies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInput {
+    /// PKCS#1 v1.5 type-1 padding over this (a DigestInfo, or `CKM_RSA_PKCS` data): P1 = 00.
+    Pkcs1(Vec<u8>),
+    /// RSASSA-PSS (SHA-256, MGF1-SHA-256, salt 32) over this SHA-256 hash: P1 = 04.
+    PssSha256([u8; 32]),
 }
 
 impl SignScheme {
+    /// The scheme of a PSS mechanism, after checking its parameter (the caller checked that the
+    /// card signs PSS).
+    pub fn new_pss(mech: CK_MECHANISM_TYPE, param: MechanismParam) -> Result<SignScheme> {
+        let scheme = match mech {
+            CKM_RSA_PKCS_PSS => SignScheme::PssRaw(Vec::new()),
+            CKM_SHA256_RSA_PKCS_PSS => SignScheme::PssHashed(Box::new(Sha256::new())),
+            _ => return Err(Error::MechanismInvalid),
+        };
+        PssParams::require_card_params(param)?;
+        Ok(scheme)
+    }
+
     pub fn new(mech: CK_MECHANISM_TYPE) -> Result<SignScheme> {
         Ok(match mech {
             CKM_RSA_PKCS => SignScheme::Raw(Vec::new()),
@@ -157,17 +234,51 @@ impl SignScheme {
                 buf.extend_from_slice(data);
             }
             SignScheme::Hashed(h) => h.update(data),
+            SignScheme::PssRaw(buf) => {
+                if buf.len() + data.len() > crate::card::PSS_HASH_LEN {
+                    return Err(Error::DataLenRange);
+                }
+                buf.extend_from_slice(data);
+            }
+            SignScheme::PssHashed(h) => h.update(data),
         }
         Ok(())
     }
 
-    /// The card's input: the DigestInfo (or the raw data for `CKM_RSA_PKCS`).
-    pub fn finish(self) -> Vec<u8> {
-        match self {
-            SignScheme::Raw(buf) => buf,
-            SignScheme::Hashed(h) => (*h).finish_digest_info(),
-        }
+    /// The card's input: the DigestInfo (or the raw data for `CKM_RSA_PKCS`), or the SHA-256
+    /// hash for PSS (`CKM_RSA_PKCS_PSS` input must be exactly 32 bytes: `CKR_DATA_LEN_RANGE`).
+    pub fn finish(self) -> Result<SignInput> {
+        Ok(match self {
+            SignScheme::Raw(buf) => SignInput::Pkcs1(buf),
+            SignScheme::Hashed(h) => SignInput::Pkcs1((*h).finish_digest_info()),
+            SignScheme::PssRaw(buf) => {
+                SignInput::PssSha256(buf.try_into().map_err(|_| Error::DataLenRange)?)
+            }
+            SignScheme::PssHashed(h) => SignInput::PssSha256((*h).finalize().into()),
+        })
     }
+}
+
+/// Checks a signature over `input` in software with the certificate's key.
+pub fn verify_input(key: &RsaPublicKey, input: &SignInput, signature: &[u8]) -> Result<()> {
+    match input {
+        SignInput::Pkcs1(encoded) => verify_pkcs1(key, encoded, signature),
+        SignInput::PssSha256(hash) => verify_pss(key, hash, signature),
+    }
+}
+
+/// Checks an RSASSA-PSS signature (SHA-256, MGF1-SHA-256, salt 32) over a SHA-256 hash.
+pub fn verify_pss(key: &RsaPublicKey, hash: &[u8; 32], signature: &[u8]) -> Result<()> {
+    use rsa::traits::PublicKeyParts;
+    if signature.len() != key.size() {
+        return Err(Error::SignatureLenRange);
+    }
+    key.verify(
+        rsa::Pss::new_with_salt::<Sha256>(PSS_SALT_LEN),
+        hash,
+        signature,
+    )
+    .map_err(|_| Error::SignatureInvalid)
 }
 
 /// Largest input of PKCS#1 v1.5 type-1 padding: k − 11 (245 for RSA-2048).

@@ -15,4 +15,6 @@ pub use error::{Error, Result};
 pub use module::Module;
 
 #[cfg(test)]
+mod beyond_tests;
+#[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use cryptoki_sys::*;
 use parking_lot::{Mutex, RwLock};
 
 use super::error::{Error, Result};
-use super::mechanism::{self, Hasher, SignScheme};
+use super::mechanism::{self, Hasher, MechanismParam, SignScheme, PSS_MECHANISMS};
 use super::object::{Object, ObjectHandle};
 use super::session::{KeyOperation, Operations, Session, SessionHandle};
 use super::token::{Card, LoginKind, TokenInfo, KINDS};
@@ -322,7 +322,16 @@ impl Module {
     /// `C_GetMechanismList`.
     pub fn mechanism_list(&self, slot: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>> {
         self.reader_of_refreshed(slot)?;
-        Ok(mechanism::mechanism_list())
+        Ok(mechanism::mechanism_list(self.slot_pss(slot)))
+    }
+
+    /// Whether the card of `slot` signs PSS itself (lazily probed, once per insertion; false
+    /// for an empty slot). PSS is advertised only where this is true.
+    fn slot_pss(&self, slot: CK_SLOT_ID) -> bool {
+        match self.card_of(slot) {
+            Ok((card, _)) => card.pss_support(),
+            Err(_) => false,
+        }
     }
 
     /// `C_GetMechanismInfo`.
@@ -332,7 +341,8 @@ impl Module {
         mech: CK_MECHANISM_TYPE,
     ) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS)> {
         self.reader_of_refreshed(slot)?;
-        mechanism::mechanism_info(mech)
+        let pss = PSS_MECHANISMS.contains(&mech) && self.slot_pss(slot);
+        mechanism::mechanism_info(mech, pss)
     }
 
     fn reader_of_refreshed(&self, slot: CK_SLOT_ID) -> Result<(usize, KeyKind)> {
@@ -558,10 +568,19 @@ impl Module {
     fn key_operation(
         s: &Session,
         mech: CK_MECHANISM_TYPE,
+        param: MechanismParam,
         key: ObjectHandle,
         class: CK_OBJECT_CLASS,
     ) -> Result<KeyOperation> {
-        let scheme = SignScheme::new(mech)?;
+        let scheme = if PSS_MECHANISMS.contains(&mech) {
+            // Only on a card with its own PSS (never advertised elsewhere).
+            if !s.card.pss_support() {
+                return Err(Error::MechanismInvalid);
+            }
+            SignScheme::new_pss(mech, param)?
+        } else {
+            SignScheme::new(mech)?
+        };
         let obj = match s.card.object_with_visibility(s.kind, key) {
             Ok(Some(o)) => o,
             Ok(None) => return Err(Error::UserNotLoggedIn),
@@ -583,11 +602,22 @@ impl Module {
         })
     }
 
-    /// `C_SignInit`.
+    /// `C_SignInit` with a mechanism without parameter.
     pub fn sign_init(
         &self,
         h: SessionHandle,
         mech: CK_MECHANISM_TYPE,
+        key: ObjectHandle,
+    ) -> Result<()> {
+        self.sign_init_with(h, mech, MechanismParam::None, key)
+    }
+
+    /// `C_SignInit`.
+    pub fn sign_init_with(
+        &self,
+        h: SessionHandle,
+        mech: CK_MECHANISM_TYPE,
+        param: MechanismParam,
         key: ObjectHandle,
     ) -> Result<()> {
         let s = self.session(h)?;
@@ -595,7 +625,7 @@ impl Module {
         if ops.sign.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.sign = Some(Self::key_operation(&s, mech, key, CKO_PRIVATE_KEY)?);
+        ops.sign = Some(Self::key_operation(&s, mech, param, key, CKO_PRIVATE_KEY)?);
         Ok(())
     }
 
@@ -615,7 +645,7 @@ impl Module {
         let mut ops = s.ops.lock();
         let mut op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
         op.scheme.update(data, op.key_len)?;
-        s.card.sign(op.kind, &op.public, &op.scheme.finish())
+        s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
     }
 
     /// `C_SignUpdate`.
@@ -637,14 +667,25 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
-        s.card.sign(op.kind, &op.public, &op.scheme.finish())
+        s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
     }
 
-    /// `C_VerifyInit`: with the public key object, in software.
+    /// `C_VerifyInit` with a mechanism without parameter.
     pub fn verify_init(
         &self,
         h: SessionHandle,
         mech: CK_MECHANISM_TYPE,
+        key: ObjectHandle,
+    ) -> Result<()> {
+        self.verify_init_with(h, mech, MechanismParam::None, key)
+    }
+
+    /// `C_VerifyInit`: with the public key object, in software.
+    pub fn verify_init_with(
+        &self,
+        h: SessionHandle,
+        mech: CK_MECHANISM_TYPE,
+        param: MechanismParam,
         key: ObjectHandle,
     ) -> Result<()> {
         let s = self.session(h)?;
@@ -652,7 +693,7 @@ impl Module {
         if ops.verify.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.verify = Some(Self::key_operation(&s, mech, key, CKO_PUBLIC_KEY)?);
+        ops.verify = Some(Self::key_operation(&s, mech, param, key, CKO_PUBLIC_KEY)?);
         Ok(())
     }
 
@@ -662,7 +703,7 @@ impl Module {
         let mut ops = s.ops.lock();
         let mut op = ops.verify.take().ok_or(Error::OperationNotInitialized)?;
         op.scheme.update(data, op.key_len)?;
-        mechanism::verify_pkcs1(&op.public, &op.scheme.finish(), signature)
+        mechanism::verify_input(&op.public, &op.scheme.finish()?, signature)
     }
 
     /// `C_VerifyUpdate`.
@@ -684,7 +725,7 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.verify.take().ok_or(Error::OperationNotInitialized)?;
-        mechanism::verify_pkcs1(&op.public, &op.scheme.finish(), signature)
+        mechanism::verify_input(&op.public, &op.scheme.finish()?, signature)
     }
 
     // ----- digest ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::cert::CertificateData;
 use super::error::{Error, Result};
-use super::mechanism::verify_pkcs1;
+use super::mechanism::{verify_input, SignInput};
 use super::object::{self, cert_files, pair_names, Object, ObjectHandle};
 use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, Pin, PinFormatError};
 
@@ -517,31 +517,76 @@ impl Card {
         }
     }
 
-    /// Signs `input` (a DigestInfo, or raw `CKM_RSA_PKCS` data) with the card key of `kind`,
-    /// then verifies the signature in software with `public` before returning it.
-    pub fn sign(&self, kind: KeyKind, public: &rsa::RsaPublicKey, input: &[u8]) -> Result<Vec<u8>> {
+    // ----- signing (PKCS#1 v1.5 and the card's own PSS) -----------------------------------
+
+    /// Whether this card signs RSASSA-PSS itself (P1 = 04). Asks the card the first time
+    /// (the card layer's probe: 2 APDUs, no PIN try, never a signature) and caches the answer
+    /// for this insertion. A failed probe (transport error) is not cached and means "no".
+    pub fn pss_support(&self) -> bool {
+        if self.is_removed() {
+            return false;
+        }
+        let mut inner = self.inner.lock();
+        if let Some(known) = inner.jpki.known_pss_support() {
+            return known;
+        }
+        match inner.jpki.pss_support() {
+            Ok(known) => known,
+            Err(e) => {
+                let err = self.card_error(&mut inner, e);
+                log::info!("PSS probe failed ({err}); PSS not offered for now");
+                false
+            }
+        }
+    }
+
+    /// Signs `input` with the card key of `kind` — PKCS#1 v1.5 over a DigestInfo or raw
+    /// `CKM_RSA_PKCS` data (P1 = 00), or PSS over a SHA-256 hash (P1 = 04) — then verifies the
+    /// signature in software with `public` before returning it.
+    pub fn sign(
+        &self,
+        kind: KeyKind,
+        public: &rsa::RsaPublicKey,
+        input: &SignInput,
+    ) -> Result<Vec<u8>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         if !inner.tokens[idx].logged_in {
             return Err(Error::UserNotLoggedIn);
         }
-        let signature = match inner.jpki.sign(kind, input) {
+        let result = match input {
+            SignInput::Pkcs1(data) => inner.jpki.sign(kind, data),
+            SignInput::PssSha256(hash) => inner.jpki.sign_pss_sha256(kind, hash),
+        };
+        let signature = match result {
             Ok(s) => s,
             Err(CardError::SecurityStatusNotSatisfied) => {
                 inner.tokens[idx].logged_in = false;
                 return Err(Error::UserNotLoggedIn);
             }
+            Err(CardError::NotSupported) => {
+                // Learnt on first use: the card refused P1 = 04 although the probe accepted it;
+                // PSS is no longer offered for this card.
+                log::warn!("the card refused RSASSA-PSS; no longer offered");
+                return Err(Error::FunctionFailed);
+            }
             Err(e) => return Err(self.card_error(&mut inner, e)),
         };
-        if verify_pkcs1(public, input, &signature).is_err() {
+        if verify_input(public, input, &signature).is_err() {
             log::error!("the card's signature does not verify with the certificate's key");
             return Err(Error::DeviceError);
         }
         Ok(signature)
     }
 
-    /// `C_SetPIN`: changes the PIN of `kind` (both checked locally first).
+    /// `C_SetPIN`: changes the PIN of `kind`: VERIFY old, CHANGE REFERENCE DATA new, in one
+    /// card transaction. Both PINs are checked locally first (length, then character set):
+    /// a malformed old or new PIN never reaches the card. Works logged in or not; afterwards
+    /// the login state is what it was (a token that was not logged in does not become logged
+    /// in through the VERIFY of the old PIN: the card is logged out again unless the sibling
+    /// token is logged in). A wrong old PIN spends a try and, like a failed `C_Login`, leaves
+    /// the token logged out (the card drops that key's VERIFY on a failed one).
     pub fn change_pin(&self, kind: KeyKind, old: &[u8], new: &[u8]) -> Result<()> {
         self.check_present()?;
         let parse = |b: &[u8]| {
@@ -557,14 +602,23 @@ impl Card {
         match inner.jpki.change_pin(&old, &new) {
             Ok(()) => {
                 inner.tokens[idx].set_tries(max_tries(kind));
+                let any_logged_in = inner.tokens.iter().any(|t| t.logged_in);
+                if !any_logged_in {
+                    if let Err(e) = inner.jpki.logout() {
+                        log::debug!("logout after PIN change failed: {e}");
+                    }
+                }
+                log::info!("PIN of the {kind:?} token changed");
                 Ok(())
             }
             Err(CardError::PinIncorrect { tries_left }) => {
                 inner.tokens[idx].set_tries(tries_left);
+                inner.tokens[idx].logged_in = false;
                 Err(Error::PinIncorrect)
             }
             Err(CardError::PinBlocked) => {
                 inner.tokens[idx].set_tries(0);
+                inner.tokens[idx].logged_in = false;
                 Err(Error::PinLocked)
             }
             Err(e) => Err(self.card_error(&mut inner, e)),

@@ -648,8 +648,8 @@ pub unsafe extern "C" fn C_SignInit(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let mech = unsafe { ptr::mechanism(mech) }?;
-        m.sign_init(session, mech, key)
+        let (mech, param) = unsafe { ptr::mechanism_with_param(mech) }?;
+        m.sign_init_with(session, mech, param, key)
     })
 }
 
@@ -725,8 +725,8 @@ pub unsafe extern "C" fn C_VerifyInit(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let mech = unsafe { ptr::mechanism(mech) }?;
-        m.verify_init(session, mech, key)
+        let (mech, param) = unsafe { ptr::mechanism_with_param(mech) }?;
+        m.verify_init_with(session, mech, param, key)
     })
 }
 

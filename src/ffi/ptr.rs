@@ -156,6 +156,31 @@ pub unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<CK_MECHANISM_TYPE> {
     Ok(unsafe { input(p) }?.mechanism)
 }
 
+/// The mechanism type and parameter of a `CK_MECHANISM`. Only `CK_RSA_PKCS_PSS_PARAMS` is
+/// read (when the length is exactly its size); any other non-empty parameter is `Other`.
+pub unsafe fn mechanism_with_param(
+    p: *const CK_MECHANISM,
+) -> Result<(CK_MECHANISM_TYPE, crate::core::mechanism::MechanismParam)> {
+    use crate::core::mechanism::{MechanismParam, PssParams};
+    let m = unsafe { input(p) }?;
+    let n = len(m.ulParameterLen)?;
+    let param = if m.pParameter.is_null() || n == 0 {
+        MechanismParam::None
+    } else if n == std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>() {
+        // SAFETY: non-NULL and valid for n = size_of bytes by the caller's contract; read
+        // unaligned because the caller's buffer need not be aligned.
+        let raw = unsafe { (m.pParameter as *const CK_RSA_PKCS_PSS_PARAMS).read_unaligned() };
+        MechanismParam::Pss(PssParams {
+            hash_alg: raw.hashAlg,
+            mgf: raw.mgf,
+            s_len: raw.sLen,
+        })
+    } else {
+        MechanismParam::Other
+    };
+    Ok((m.mechanism, param))
+}
+
 /// A NUL-terminated name (interface names).
 pub unsafe fn c_str<'a>(p: *const CK_UTF8CHAR) -> Option<&'a [u8]> {
     if p.is_null() {

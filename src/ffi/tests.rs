@@ -491,3 +491,60 @@ fn finalize_wakes_a_blocked_wait() {
     assert_eq!(waiter.join().unwrap(), CKR_CRYPTOKI_NOT_INITIALIZED);
     assert!(t.elapsed() < std::time::Duration::from_secs(3));
 }
+
+/// `CK_RSA_PKCS_PSS_PARAMS` read through the C interface (extended card: PSS advertised).
+#[test]
+fn pss_parameters_through_c() {
+    let _guard = SERIAL.lock();
+    let readers = InProcessReaders::new();
+    let vc = Arc::new(Mutex::new(VirtualCard::new(
+        test_state(),
+        Profile::Extended,
+    )));
+    let atr = vc.lock().atr();
+    let sim = SimulatedCard::new(atr, move |apdu| vc.lock().process_apdu(apdu));
+    readers.insert_card("Reader A", sim);
+    let r = readers.clone();
+    module::initialize(move || Box::new(r)).expect("initialize");
+    let h = open(0);
+    assert_eq!(login(h, b"1234"), CKR_OK);
+    let key = find_one(h, CKO_PRIVATE_KEY);
+    let pubk = find_one(h, CKO_PUBLIC_KEY);
+    let params: *mut CK_RSA_PKCS_PSS_PARAMS = Box::into_raw(Box::new(CK_RSA_PKCS_PSS_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf: CKG_MGF1_SHA256,
+        sLen: 32,
+    }));
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_PSS,
+        pParameter: params as *mut c_void,
+        ulParameterLen: std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>() as CK_ULONG,
+    };
+    let mut hash = [0x5Au8; 32];
+    let mut sig = [0u8; 256];
+    let mut sig_len = sig.len() as CK_ULONG;
+    unsafe {
+        assert_eq!(C_SignInit(h, &mut mech, key), CKR_OK);
+        assert_eq!(
+            C_Sign(h, hash.as_mut_ptr(), 32, sig.as_mut_ptr(), &mut sig_len),
+            CKR_OK
+        );
+        assert_eq!(sig_len, 256);
+        assert_eq!(C_VerifyInit(h, &mut mech, pubk), CKR_OK);
+        assert_eq!(
+            C_Verify(h, hash.as_mut_ptr(), 32, sig.as_mut_ptr(), sig_len),
+            CKR_OK
+        );
+        // Wrong salt length, wrong size of the parameter, no parameter.
+        (*params).sLen = 20;
+        assert_eq!(C_SignInit(h, &mut mech, key), CKR_MECHANISM_PARAM_INVALID);
+        (*params).sLen = 32;
+        mech.ulParameterLen -= 1;
+        assert_eq!(C_SignInit(h, &mut mech, key), CKR_MECHANISM_PARAM_INVALID);
+        mech.pParameter = null_mut();
+        mech.ulParameterLen = 0;
+        assert_eq!(C_SignInit(h, &mut mech, key), CKR_MECHANISM_PARAM_INVALID);
+        drop(Box::from_raw(params));
+    }
+    finalize();
+}

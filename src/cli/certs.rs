@@ -1,0 +1,82 @@
+//! `jpki certs export`: the public certificates (authentication, both CAs) as DER and PEM; the
+//! signature certificate (name, address, birth date) only with `--sign` and the password,
+//! written readable by the owner only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jpki_pkcs11::card::{CertificateFile, KeyKind, Pin};
+use serde_json::json;
+
+use super::args::Args;
+use super::common::{self, card_failure, Exit, Failure, PinSource, Progress};
+
+fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if private {
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| Failure::new(Exit::Error, format!("writing {}: {e}", path.display())))
+}
+
+pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::new(Exit::Error, format!("creating {}: {e}", dir.display())))?;
+    let mut pins = PinSource::new(args)?;
+    let password = if sign {
+        let typed = pins.read("Signature password (署名用パスワード): ")?;
+        Some(
+            Pin::parse(KeyKind::Signature, typed.as_bytes()).map_err(|e| {
+                common::pin_format_failure(e, "signature password", common::SIGN_RULE)
+            })?,
+        )
+    } else {
+        None
+    };
+    let (_, mut card) = common::open_card(args)?;
+    let progress = Progress::start("reading certificates…");
+    let mut files: Vec<(&str, CertificateFile)> = vec![
+        ("auth_cert", CertificateFile::Authentication),
+        ("auth_ca_cert", CertificateFile::AuthenticationCa),
+        ("sign_ca_cert", CertificateFile::SignatureCa),
+    ];
+    if let Some(pw) = &password {
+        card.verify_pin(pw)
+            .map_err(|e| card_failure(e, "signature password"))?;
+        files.push(("sign_cert", CertificateFile::Signature));
+    }
+    let mut written: Vec<PathBuf> = Vec::new();
+    for (name, file) in files {
+        let der = card
+            .read_certificate(file)
+            .map_err(|e| card_failure(e, "card"))?;
+        let private = file == CertificateFile::Signature;
+        let der_path = dir.join(format!("{name}.der"));
+        let pem_path = dir.join(format!("{name}.pem"));
+        write_file(&der_path, &der, private)?;
+        write_file(&pem_path, common::pem(&der).as_bytes(), private)?;
+        written.push(der_path);
+        written.push(pem_path);
+    }
+    if password.is_some() {
+        // Leave no verified password behind on the card.
+        let _ = card.logout();
+    }
+    drop(progress);
+    if args.json {
+        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        common::print_json(&json!({ "files": files }));
+    } else {
+        for p in &written {
+            println!("wrote {}", p.display());
+        }
+        if sign {
+            println!("(the signature certificate holds your name, address and birth date: keep it private)");
+        }
+    }
+    Ok(())
+}
