@@ -63,8 +63,14 @@
  *                                         date and are readable only after
  *                                         C_Login; private key likewise
  *     0x04 "JPKI Digital Signature CA"    CA certificate (EF 0002), public
- *     CKO_PROFILE: CKP_AUTHENTICATION_TOKEN only (its user certificate is not
- *                  public, so it does not claim CKP_PUBLIC_CERTIFICATES_TOKEN)
+ *     CKO_PROFILE: CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN by default.
+ *                  The user certificate is nevertheless a private object: the profile is
+ *                  declared so that NSS (Firefox, Chromium) never asks for the signature
+ *                  password just to list certificates during a TLS login with the
+ *                  authentication key. NSS tools that look up the signature certificate by
+ *                  nickname without logging in (cmsutil, signtool) then cannot find it; with
+ *                  JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login in their environment this token
+ *                  declares CKP_AUTHENTICATION_TOKEN only and NSS logs in before looking.
  *   Certificate, public key and private key of a pair share CKA_ID and
  *   CKA_LABEL; the CA certificates' ids match no key.
  *

@@ -4,6 +4,7 @@
 //! returns [`Result`] with the one [`Error`] type, which knows its `CK_RV`.
 
 pub mod cert;
+pub mod config;
 pub mod error;
 pub mod mechanism;
 pub mod module;

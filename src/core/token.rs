@@ -12,6 +12,7 @@ use cryptoki_sys::*;
 use parking_lot::Mutex;
 
 use super::cert::CertificateData;
+use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::mechanism::{verify_input, SignInput};
 use super::object::{self, cert_files, pair_names, Object, ObjectHandle};
@@ -79,15 +80,17 @@ struct TokenState {
 
 impl TokenState {
     fn new(kind: KeyKind) -> TokenState {
-        // Both tokens declare PUBLIC_CERTIFICATES_TOKEN so that NSS (Firefox, Chromium) lists
-        // their public certificates without logging in. Without it on the sign token, TLS client
-        // authentication with the auth key first asked the user to unlock the *sign* token just to
-        // list certificates; cancelling that made Chromium abort the handshake
-        // (ERR_BAD_SSL_CLIENT_AUTH_CERT, tests/integration/chromium.sh). The signature
-        // certificate itself stays a private object, visible only after login (clients.md §10.10).
+        // The authentication token's certificates are all public. The signature token declares
+        // the same by default so that NSS never asks for the signature password just to list
+        // certificates (see `config::SignCertLookup`); its certificate stays a private object,
+        // visible only after login (clients.md §10.10).
+        let sign_public = config::get().sign_cert_lookup == SignCertLookup::WithoutLogin;
         let ids: &[CK_PROFILE_ID] = match kind {
             KeyKind::Authentication => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
-            KeyKind::Signature => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
+            KeyKind::Signature if sign_public => {
+                &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN]
+            }
+            KeyKind::Signature => &[CKP_AUTHENTICATION_TOKEN],
         };
         TokenState {
             logged_in: false,

@@ -15,7 +15,8 @@
 #   signtool, and certutil -L for listing) never see that private certificate: they cannot sign
 #   with the signature key. Applications that log in to the token first can: LibreOffice calls
 #   PK11_Authenticate on every token before it lists keys; lib/nss_sign.py logs in the same way,
-#   then signs. If the signature token stops declaring the profile, the suite expects cmsutil
+#   then signs. With JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login (the documented workaround for NSS
+#   tools) the signature token does not declare the profile and the suite expects cmsutil
 #   to sign and verify instead.
 # - JPKI end-entity certificates carry a *critical* certificatePolicies extension (J-LIS
 #   profile; the virtual card does the same). NSS's legacy certificate verifier does not know
@@ -96,6 +97,7 @@ cms_sign() {
     into "$w/cms-sign" timed cmsutil -S -d "$db" -N "$sign_token:$sign_label" -Y NONE \
         -p ABC123 -G -i "$w/msg" -o "$w/msg.p7"
 }
+cms_flow() {
 if p11 --token-label "$sign_token" -O 2>/dev/null | grep -q CKP_PUBLIC_CERTIFICATES_TOKEN; then
     echo "# the signature token declares CKP_PUBLIC_CERTIFICATES_TOKEN: NSS does not log in to look for its certificate"
     verifies=$(card_stat verify_count)
@@ -133,6 +135,19 @@ else
         cmsutil -D -d "$db" -i "$w/msg-bad.p7" -o "$w/msg-bad.out"
     check "... as a digest mismatch" has "$w/cms-bad" 'status = DigestMismatch'
 fi
+}
+# By default the signature token declares CKP_PUBLIC_CERTIFICATES_TOKEN (browsers then never ask
+# for the signature password at TLS login): cmsutil cannot find the signature certificate.
+cms_flow
+# The documented workaround for NSS tools: JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login in the tool's
+# environment makes the signature token undeclared, so NSS logs in and cmsutil signs.
+echo "# with JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login"
+export JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login
+cms_flow
+p11 --token-label "$sign_token" -O >"$w/sign-objects-after-login" 2>&1 || true
+check "... with after-login the signature token no longer declares public certificates" \
+    lacks "$w/sign-objects-after-login" CKP_PUBLIC_CERTIFICATES_TOKEN
+unset JPKI_PKCS11_SIGN_CERT_LOOKUP
 
 # Signing through NSS after logging in first, as LibreOffice does: works either way.
 n=$(card_stat signatures)
