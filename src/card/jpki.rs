@@ -15,6 +15,7 @@
 //!     pub fn sign(&mut self, key: KeyKind, digest_info: &[u8]) -> Result<Vec<u8>, CardError>;
 //!     pub fn change_pin(&mut self, old: &Pin, new: &Pin) -> Result<(), CardError>;
 //!     pub fn logout(&mut self) -> Result<(), CardError>;         // clears the card's security state
+//!     pub fn check_presence(&mut self) -> Result<(), CardError>; // no APDU: removed? reset?
 //! }
 //! ```
 //! Every multi-APDU operation runs inside one transport transaction. Errors:
@@ -201,6 +202,25 @@ struct CardState {
     is_jpki: Option<bool>,
     /// Whether the card signs with RSASSA-PSS (P1 = 04), once probed or learnt (`pss.rs`).
     pss: Option<bool>,
+}
+
+impl CardState {
+    /// Forgets what an error makes uncertain.
+    fn forget_after(&mut self, e: &CardError) {
+        match e {
+            CardError::CardReset => {
+                // The transport has reconnected; the card is back at its MF, logged out.
+                self.ap_selected = false;
+                self.verified = 0;
+            }
+            CardError::Removed
+            | CardError::NoService
+            | CardError::NoReader
+            | CardError::Timeout
+            | CardError::Transport(_) => self.ap_selected = false,
+            _ => {}
+        }
+    }
 }
 
 /// A connection to a card with the JPKI application.
@@ -438,20 +458,19 @@ impl JpkiCard {
             }
             Err(e) => Err(CardError::from(e)),
         };
-        match &result {
-            Err(CardError::CardReset) => {
-                // The transport has reconnected; the card is back at its MF, logged out.
-                state.ap_selected = false;
-                state.verified = 0;
-            }
-            Err(
-                CardError::Removed
-                | CardError::NoService
-                | CardError::NoReader
-                | CardError::Timeout
-                | CardError::Transport(_),
-            ) => state.ap_selected = false,
-            _ => {}
+        if let Err(e) = &result {
+            state.forget_after(e);
+        }
+        result
+    }
+
+    /// Whether the card is still in its reader and was not reset by another party, asked of
+    /// the reader layer: no APDU (`SCardStatus` with PC/SC). `Err(CardReset)` means the
+    /// card's security state is gone (reported once); `Err(Removed)` that the card is gone.
+    pub fn check_presence(&mut self) -> Result<(), CardError> {
+        let result = self.transport.status().map_err(CardError::from);
+        if let Err(e) = &result {
+            self.state.forget_after(e);
         }
         result
     }

@@ -417,6 +417,15 @@ impl Module {
         Ok(s)
     }
 
+    /// The session of a call answered from memory: also asks the reader layer (no APDU)
+    /// whether the card is still there or was reset (see [`Card::check_live`]). The first call
+    /// after a removal answers `DeviceRemoved`, later ones `SessionHandleInvalid`.
+    fn live_session(&self, h: SessionHandle) -> Result<Arc<Session>> {
+        let s = self.session(h)?;
+        s.card.check_live()?;
+        Ok(s)
+    }
+
     /// Logs the token out when its last session is gone (PKCS#11 §5.6).
     fn logout_if_last(&self, card: &Arc<Card>, kind: KeyKind) {
         let others = self
@@ -460,7 +469,7 @@ impl Module {
 
     /// `C_GetSessionInfo`: (slot, state, flags).
     pub fn session_info(&self, h: SessionHandle) -> Result<(CK_SLOT_ID, CK_STATE, CK_FLAGS)> {
-        let s = self.session(h)?;
+        let s = self.live_session(h)?;
         Ok((s.slot_id, s.state(), s.flags()))
     }
 
@@ -530,7 +539,7 @@ impl Module {
         h: SessionHandle,
         template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
     ) -> Result<()> {
-        let s = self.session(h)?;
+        let s = self.live_session(h)?;
         let mut ops = s.ops.lock();
         if ops.find.is_some() {
             return Err(Error::OperationActive);
@@ -559,7 +568,7 @@ impl Module {
 
     /// A visible object (`C_GetAttributeValue`, `C_GetObjectSize`).
     pub fn object(&self, h: SessionHandle, o: ObjectHandle) -> Result<Arc<Object>> {
-        let s = self.session(h)?;
+        let s = self.live_session(h)?;
         s.card.object(s.kind, o)
     }
 
@@ -620,7 +629,7 @@ impl Module {
         param: MechanismParam,
         key: ObjectHandle,
     ) -> Result<()> {
-        let s = self.session(h)?;
+        let s = self.live_session(h)?;
         let mut ops = s.ops.lock();
         if ops.sign.is_some() {
             return Err(Error::OperationActive);
@@ -688,7 +697,7 @@ impl Module {
         param: MechanismParam,
         key: ObjectHandle,
     ) -> Result<()> {
-        let s = self.session(h)?;
+        let s = self.live_session(h)?;
         let mut ops = s.ops.lock();
         if ops.verify.is_some() {
             return Err(Error::OperationActive);

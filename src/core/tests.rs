@@ -519,8 +519,12 @@ fn card_removal() {
     r.module.login(a, CKU_USER, AUTH_PIN).unwrap();
     let key = private_key(&r, a);
     r.module.sign_init(a, CKM_RSA_PKCS, key).unwrap();
+    let b = session(&r, 0);
     r.readers.remove_card("Reader A");
-    assert_eq!(r.module.sign(a, b"x"), Err(Error::DeviceRemoved));
+    // Answered from memory, yet the removal is noticed (transport status, no APDU).
+    assert_eq!(r.module.find_init(b, &[]), Err(Error::DeviceRemoved));
+    assert_eq!(r.module.find_init(b, &[]), Err(Error::SessionHandleInvalid));
+    assert_eq!(r.module.sign(a, b"x"), Err(Error::SessionHandleInvalid));
     assert_eq!(r.module.session_info(a), Err(Error::SessionHandleInvalid));
     assert_eq!(r.module.token_info(0).unwrap_err(), Error::TokenNotPresent);
     assert_eq!(r.module.slot_list(true), Vec::<CK_SLOT_ID>::new());
@@ -539,10 +543,21 @@ fn card_reset_by_another_party_logs_out() {
     let a = session(&r, 0);
     r.module.login(a, CKU_USER, AUTH_PIN).unwrap();
     let key = private_key(&r, a);
-    r.sim.reset();
+    // Reset during a signing operation: the card command reports it.
     r.module.sign_init(a, CKM_RSA_PKCS, key).unwrap();
+    r.sim.reset();
     assert_eq!(r.module.sign(a, b"x"), Err(Error::UserNotLoggedIn));
     assert_eq!(r.module.session_info(a).unwrap().1, CKS_RO_PUBLIC_SESSION);
+    // Reset between calls: noticed from the transport's status, with no APDU.
+    r.module.login(a, CKU_USER, AUTH_PIN).unwrap();
+    r.sim.reset();
+    let before = r.sim.apdus_received();
+    assert_eq!(r.module.session_info(a).unwrap().1, CKS_RO_PUBLIC_SESSION);
+    assert_eq!(
+        r.module.sign_init(a, CKM_RSA_PKCS, key),
+        Err(Error::UserNotLoggedIn)
+    );
+    assert_eq!(r.sim.apdus_received(), before);
     // A new login works again.
     r.module.login(a, CKU_USER, AUTH_PIN).unwrap();
     r.module.sign_init(a, CKM_RSA_PKCS, key).unwrap();

@@ -205,6 +205,30 @@ impl Card {
         }
     }
 
+    /// For calls answered from memory (searches, attributes, session state): asks the reader
+    /// layer, without an APDU, whether the card is still there and whether another party
+    /// reset it, so that such calls report a removal (`DeviceRemoved`) and the logged-out
+    /// state after a reset like the calls that reach the card.
+    pub fn check_live(&self) -> Result<()> {
+        self.check_present()?;
+        let mut inner = self.inner.lock();
+        match inner.jpki.check_presence() {
+            Ok(()) => Ok(()),
+            Err(CardError::CardReset) => {
+                let _ = self.card_error(&mut inner, CardError::CardReset);
+                Ok(())
+            }
+            Err(e @ (CardError::Removed | CardError::NoReader)) => {
+                Err(self.card_error(&mut inner, e))
+            }
+            Err(e) => {
+                // pcscd unreachable and the like: the next card command will tell.
+                log::debug!("card status unknown: {e}");
+                Ok(())
+            }
+        }
+    }
+
     /// Maps a card error, updating the token state it tells about.
     fn card_error(&self, inner: &mut CardInner, e: CardError) -> Error {
         match e {

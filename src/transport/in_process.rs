@@ -165,6 +165,18 @@ impl Transport for InProcessTransport {
     fn apdus_sent(&self) -> u64 {
         self.apdus.load(Ordering::Relaxed)
     }
+
+    fn status(&mut self) -> Result<(), TransportError> {
+        let slot = self.card.slot.lock();
+        if slot.removed {
+            return Err(TransportError::CardRemoved);
+        }
+        if slot.generation != self.generation {
+            self.generation = slot.generation;
+            return Err(TransportError::CardReset);
+        }
+        Ok(())
+    }
 }
 
 struct InProcessChannel<'a> {

@@ -56,6 +56,14 @@ pub trait Transport: Send {
 
     /// APDUs sent over this connection so far (for benchmarks and tests).
     fn apdus_sent(&self) -> u64;
+
+    /// Whether the card is still there and was not reset by someone else, asked of the
+    /// reader layer without sending an APDU (PC/SC: `SCardStatus` on this connection).
+    /// `Err(CardReset)` is reported once, after reconnecting, as by [`Transport::begin`].
+    /// Lets answers served from memory notice a removal. The default knows nothing.
+    fn status(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
 }
 
 /// Exclusive access to a card: send command APDUs, receive response APDUs (data ‖ SW1 SW2).

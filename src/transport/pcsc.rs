@@ -374,6 +374,33 @@ impl Transport for PcscTransport {
     fn apdus_sent(&self) -> u64 {
         self.apdus
     }
+
+    /// `SCardStatus`: a round trip to pcscd, no APDU. It answers `SCARD_W_REMOVED_CARD` once
+    /// the card is gone and `SCARD_W_RESET_CARD` after another client reset it.
+    fn status(&mut self) -> Result<(), TransportError> {
+        if self.lost {
+            // pcscd went away: the next `begin` reconnects and reports the reset.
+            return Ok(());
+        }
+        let Some(card) = self.card.as_mut() else {
+            return Ok(());
+        };
+        match card.status2_owned() {
+            Ok(_) => Ok(()),
+            Err(pcsc::Error::ResetCard) => {
+                reconnect(card);
+                self.atr = card_atr(card);
+                Err(TransportError::CardReset)
+            }
+            Err(e) => {
+                let error = map_error(e);
+                if error == TransportError::NoService {
+                    self.lost = true;
+                }
+                Err(error)
+            }
+        }
+    }
 }
 
 impl Drop for PcscTransport {
