@@ -190,9 +190,26 @@ impl Builder {
     }
 }
 
-/// A `CKO_PROFILE` object.
-pub fn profile(handle: ObjectHandle, profile_id: CK_PROFILE_ID) -> Object {
+/// `CKA_UNIQUE_ID` (3.0): stable across sessions and insertions, different for every object of
+/// a token. Key pair objects and certificates: the first 8 bytes of the certificate's SHA-1 in
+/// hex and what the object is; profiles: the token and the profile id. Costs no card traffic.
+fn unique_id(cert: &CertificateData, what: &str) -> Vec<u8> {
+    let sha1 = Sha1::digest(&cert.der);
+    let hex: String = sha1[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}-{what}").into_bytes()
+}
+
+/// A `CKO_PROFILE` object of the token of `key`.
+pub fn profile(handle: ObjectHandle, key: KeyKind, profile_id: CK_PROFILE_ID) -> Object {
     let mut b = Builder::new(CKO_PROFILE, false);
+    let token = match key {
+        KeyKind::Authentication => "auth",
+        KeyKind::Signature => "sign",
+    };
+    b.bytes(
+        CKA_UNIQUE_ID,
+        format!("{token}-profile-{profile_id}").as_bytes(),
+    );
     b.bytes(CKA_LABEL, b"");
     b.ulong(CKA_PROFILE_ID, profile_id);
     b.build(handle, None)
@@ -209,7 +226,8 @@ pub fn certificate(
 ) -> Object {
     let mut b = Builder::new(CKO_CERTIFICATE, private);
     let sha1 = Sha1::digest(&cert.der);
-    b.bytes(CKA_LABEL, label.as_bytes())
+    b.bytes(CKA_UNIQUE_ID, &unique_id(cert, "cert"))
+        .bytes(CKA_LABEL, label.as_bytes())
         .ulong(CKA_CERTIFICATE_TYPE, CKC_X_509)
         .bool(CKA_TRUSTED, false)
         .ulong(CKA_CERTIFICATE_CATEGORY, if authority { 2 } else { 1 })
@@ -263,6 +281,7 @@ pub fn public_key(
     private: bool,
 ) -> Object {
     let mut b = Builder::new(CKO_PUBLIC_KEY, private);
+    b.bytes(CKA_UNIQUE_ID, &unique_id(cert, "public"));
     key_common(&mut b, cert, id, label);
     b.ulong(CKA_MODULUS_BITS, cert.modulus_bits() as CK_ULONG)
         .bool(CKA_VERIFY, true)
@@ -282,6 +301,7 @@ pub fn private_key(
     label: &str,
 ) -> Object {
     let mut b = Builder::new(CKO_PRIVATE_KEY, true);
+    b.bytes(CKA_UNIQUE_ID, &unique_id(cert, "private"));
     key_common(&mut b, cert, id, label);
     b.bool(CKA_SIGN, true)
         .bool(CKA_SIGN_RECOVER, false)

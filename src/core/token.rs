@@ -96,7 +96,7 @@ impl TokenState {
             logged_in: false,
             profiles: ids
                 .iter()
-                .map(|id| Arc::new(object::profile(next_object_handle(), *id)))
+                .map(|id| Arc::new(object::profile(next_object_handle(), kind, *id)))
                 .collect(),
             user: CertObjects::Pending,
             ca: CertObjects::Pending,
