@@ -280,6 +280,12 @@ impl Card {
 
     /// Reads the certificates of a token that the current login state allows, once.
     fn load(&self, inner: &mut CardInner, kind: KeyKind) -> Result<()> {
+        self.load_some(inner, kind, true)
+    }
+
+    /// [`Card::load`], optionally without the CA certificate (C_GetTokenInfo needs only the
+    /// authentication certificate's serial: the CA certificate waits for the first search).
+    fn load_some(&self, inner: &mut CardInner, kind: KeyKind, with_ca: bool) -> Result<()> {
         let idx = kind_index(kind);
         let (user_file, ca_file) = cert_files(kind);
         let names = pair_names(kind);
@@ -289,7 +295,7 @@ impl Card {
             CertObjects::NeedsLogin => logged_in,
             _ => false,
         };
-        if wanted(&inner.tokens[idx].ca) {
+        if with_ca && wanted(&inner.tokens[idx].ca) {
             let objects = match self.read_cert(inner, ca_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
                     Ok(cert) => CertObjects::Loaded(vec![Arc::new(object::certificate(
@@ -404,7 +410,7 @@ impl Card {
         self.check_present()?;
         let mut inner = self.inner.lock();
         if inner.auth_serial.is_none() {
-            if let Err(e) = self.load(&mut inner, KeyKind::Authentication) {
+            if let Err(e) = self.load_some(&mut inner, KeyKind::Authentication, false) {
                 if e == Error::DeviceRemoved {
                     return Err(e);
                 }
