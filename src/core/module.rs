@@ -319,19 +319,11 @@ impl Module {
         })
     }
 
-    /// `C_GetMechanismList`.
+    /// `C_GetMechanismList`. The mechanisms are the token's: an empty slot has none
+    /// (`CKR_TOKEN_NOT_PRESENT`).
     pub fn mechanism_list(&self, slot: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>> {
-        self.reader_of_refreshed(slot)?;
-        Ok(mechanism::mechanism_list(self.slot_pss(slot)))
-    }
-
-    /// Whether the card of `slot` signs PSS itself (lazily probed, once per insertion; false
-    /// for an empty slot). PSS is advertised only where this is true.
-    fn slot_pss(&self, slot: CK_SLOT_ID) -> bool {
-        match self.card_of(slot) {
-            Ok((card, _)) => card.pss_support(),
-            Err(_) => false,
-        }
+        let (card, _) = self.card_of_refreshed(slot)?;
+        Ok(mechanism::mechanism_list(card.pss_support()))
     }
 
     /// `C_GetMechanismInfo`.
@@ -340,9 +332,18 @@ impl Module {
         slot: CK_SLOT_ID,
         mech: CK_MECHANISM_TYPE,
     ) -> Result<(CK_ULONG, CK_ULONG, CK_FLAGS)> {
-        self.reader_of_refreshed(slot)?;
-        let pss = PSS_MECHANISMS.contains(&mech) && self.slot_pss(slot);
+        let (card, _) = self.card_of_refreshed(slot)?;
+        let pss = PSS_MECHANISMS.contains(&mech) && card.pss_support();
         mechanism::mechanism_info(mech, pss)
+    }
+
+    /// The card of a slot; the readers are polled only when the slot has none yet.
+    fn card_of_refreshed(&self, slot: CK_SLOT_ID) -> Result<(Arc<Card>, KeyKind)> {
+        if let Ok(found) = self.card_of(slot) {
+            return Ok(found);
+        }
+        self.refresh();
+        self.card_of(slot)
     }
 
     fn reader_of_refreshed(&self, slot: CK_SLOT_ID) -> Result<(usize, KeyKind)> {
