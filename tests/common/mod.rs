@@ -6,7 +6,7 @@
 //! `cargo test` does not build the cdylib for integration tests: run `cargo build --lib`
 //! (or `cargo build --release --lib` with `JPKI_MODULE=target/release/libjpki_pkcs11.so`)
 //! first.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
