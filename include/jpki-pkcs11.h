@@ -41,14 +41,26 @@
  *   flags          CKF_WRITE_PROTECTED | CKF_LOGIN_REQUIRED |
  *                  CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED, plus
  *                  CKF_USER_PIN_COUNT_LOW / _FINAL_TRY / _LOCKED from the
- *                  card's retry counter (read when C_GetTokenInfo is called).
+ *                  card's retry counter (read when C_GetTokenInfo is called,
+ *                  at most once per 2 s; C_Login and C_SetPIN update them at
+ *                  once). FINAL_TRY is set while one try is left; C_Login is
+ *                  not refused then (that would lock the user out).
  *                  No CKF_RNG, no CKF_PROTECTED_AUTHENTICATION_PATH, no clock.
  *   PINs are checked locally first: a PIN of the wrong length or character
  *   set is refused (CKR_PIN_LEN_RANGE / CKR_PIN_INVALID) without reaching
  *   the card, so it costs no try. CKU_SO is refused (CKR_USER_TYPE_INVALID).
  *   Read/write sessions are accepted; writes fail with CKR_TOKEN_WRITE_PROTECTED.
  *   The card forgets both PIN verifications at once: C_Logout on one token
- *   logs out both tokens of that card.
+ *   logs out both tokens of that card. C_SetPIN (read/write session) is not
+ *   a login: when no token of the card is logged in, the card's security
+ *   state opened by verifying the old PIN is cleared again.
+ *   Removal and resets: calls answered from memory (C_FindObjects*,
+ *   C_GetAttributeValue, C_GetSessionInfo, C_Sign/VerifyInit) ask PC/SC for
+ *   the card's status (no APDU): after a removal the first call returns
+ *   CKR_DEVICE_REMOVED, later ones CKR_SESSION_HANDLE_INVALID; after a reset
+ *   by another application the tokens are logged out (the PIN is never
+ *   replayed) and C_Sign* return CKR_USER_NOT_LOGGED_IN.
+ *   C_GetMechanismList/Info on a slot without a card: CKR_TOKEN_NOT_PRESENT.
  *
  * Objects (CKA_ID, CKA_LABEL)
  *   authentication token:
@@ -72,7 +84,9 @@
  *                  JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login in their environment this token
  *                  declares CKP_AUTHENTICATION_TOKEN only and NSS logs in before looking.
  *   Certificate, public key and private key of a pair share CKA_ID and
- *   CKA_LABEL; the CA certificates' ids match no key.
+ *   CKA_LABEL; the CA certificates' ids match no key. CKA_UNIQUE_ID: the
+ *   first 8 bytes of the certificate's SHA-1 in hex and "-cert", "-public"
+ *   or "-private"; "auth-profile-N" / "sign-profile-N" for profiles.
  *
  * CKA_ALWAYS_AUTHENTICATE is CK_FALSE on both private keys.
  *   Reason: jarsigner, pkcs11-provider and many other applications fail on
