@@ -2759,18 +2759,19 @@ fn card_reset_between_login_and_sign() {
 // ----- APDU counts (for the note; regressions fail) -----------------------------------------
 
 /// Upper bounds of the APDUs each step may cost: the values measured on both profiles (a
-/// fresh module, virtual-card certificates of 1–1.3 KB). Breakdown:
+/// fresh module, virtual-card certificates of real JPKI sizes). Breakdown:
 /// - slots + token info 11: SELECT AP (probe) + auth certificate (SELECT EF + 5 READ BINARY,
 ///   for the token serial) + tries of each PIN (SELECT PIN EF + empty VERIFY, ×2);
-/// - everything on a token before login 5: its CA certificate (SELECT EF + 4 READ BINARY);
+/// - everything on a token before login 7: its CA certificate (1306/1312 bytes, as real JPKI CA
+///   certificates: SELECT EF + 6 READ BINARY);
 /// - login + sign 4: SELECT PIN EF + VERIFY + SELECT key EF + COMPUTE DIGITAL SIGNATURE; on
 ///   the signature token 11, as its certificate (personal data) is read only after the password
 ///   (SELECT EF + 6 READ BINARY), when the key is looked up;
 /// - a second signature 2: SELECT key EF + COMPUTE DIGITAL SIGNATURE;
 /// - searches and attribute reads after that: 0.
 const MAX_APDUS_SLOTS_AND_TOKEN_INFO: u64 = 11;
-const MAX_APDUS_FIND_ALL_AUTH: u64 = 5;
-const MAX_APDUS_FIND_ALL_SIGN: u64 = 5;
+const MAX_APDUS_FIND_ALL_AUTH: u64 = 7;
+const MAX_APDUS_FIND_ALL_SIGN: u64 = 7;
 const MAX_APDUS_LOGIN_SIGN_AUTH: u64 = 4;
 const MAX_APDUS_SECOND_SIGN_AUTH: u64 = 2;
 const MAX_APDUS_LOGIN_SIGN_SIGN: u64 = 11;
