@@ -1326,13 +1326,17 @@ fn objects_and_attributes() {
 
         // Before login: profiles, the CA certificate, and (auth only) certificate + public key.
         let all = raw.find(s, &[]).expect("find all");
-        let profiles: Vec<(CK_OBJECT_CLASS, Vec<u8>)> = if t.slot == AUTH_SLOT {
+        // Both tokens declare PUBLIC_CERTIFICATES_TOKEN by default (include/jpki-pkcs11.h);
+        // with JPKI_PKCS11_SIGN_CERT_LOOKUP=after-login the signature token does not.
+        let after_login =
+            std::env::var("JPKI_PKCS11_SIGN_CERT_LOOKUP").as_deref() == Ok("after-login");
+        let profiles: Vec<(CK_OBJECT_CLASS, Vec<u8>)> = if t.slot == SIGN_SLOT && after_login {
+            vec![(CKO_PROFILE, ulong(CKP_AUTHENTICATION_TOKEN))]
+        } else {
             vec![
                 (CKO_PROFILE, ulong(CKP_AUTHENTICATION_TOKEN)),
                 (CKO_PROFILE, ulong(CKP_PUBLIC_CERTIFICATES_TOKEN)),
             ]
-        } else {
-            vec![(CKO_PROFILE, ulong(CKP_AUTHENTICATION_TOKEN))]
         };
         let mut want = vec![(CKO_CERTIFICATE, vec![t.ca_id])];
         if !t.private_cert {
