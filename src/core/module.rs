@@ -2,7 +2,8 @@
 //!
 //! Slot mapping: the reader seen first gets index 0, the next 1, …; a reader keeps its index
 //! for the module's lifetime. Reader n gives slot 2n (authentication token) and 2n+1
-//! (signature token). Nothing here starts a thread: PC/SC state is polled on calls.
+//! (signature token). Nothing here starts a thread: PC/SC state is polled on calls (the PC/SC
+//! transport runs one worker thread per card connection, to bound waits for the card).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -476,10 +476,10 @@ impl Card {
     /// never reaches the card (no try is spent on it).
     pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
         self.check_present()?;
-        let pin = Pin::parse(kind, pin).map_err(|e| match e {
-            PinFormatError::Length => Error::PinLenRange,
-            PinFormatError::Charset => Error::PinInvalid,
-        })?;
+        // A PIN that cannot be right is incorrect: PKCS#11 (2.40 and 3.0, "Function return
+        // values") reserves CKR_PIN_LEN_RANGE and CKR_PIN_INVALID for functions that *set* a
+        // PIN, and C_Login's list of return values names neither.
+        let pin = Pin::parse(kind, pin).map_err(|_| Error::PinIncorrect)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {
@@ -622,14 +622,13 @@ impl Card {
     /// the token logged out (the card drops that key's VERIFY on a failed one).
     pub fn change_pin(&self, kind: KeyKind, old: &[u8], new: &[u8]) -> Result<()> {
         self.check_present()?;
-        let parse = |b: &[u8]| {
-            Pin::parse(kind, b).map_err(|e| match e {
-                PinFormatError::Length => Error::PinLenRange,
-                PinFormatError::Charset => Error::PinInvalid,
-            })
-        };
-        let old = parse(old)?;
-        let new = parse(new)?;
+        // The old PIN authenticates (a malformed one is simply incorrect); the new one is being
+        // set, so its format errors have their own return values.
+        let old = Pin::parse(kind, old).map_err(|_| Error::PinIncorrect)?;
+        let new = Pin::parse(kind, new).map_err(|e| match e {
+            PinFormatError::Length => Error::PinLenRange,
+            PinFormatError::Charset => Error::PinInvalid,
+        })?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match inner.jpki.change_pin(&old, &new) {

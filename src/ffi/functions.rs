@@ -43,6 +43,7 @@ pub(crate) const VERSION_3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
 pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
     guard(|| {
         super::logger::init();
+        let mut threads_allowed = true;
         if !init_args.is_null() {
             let args = unsafe { ptr::input(init_args as *const CK_C_INITIALIZE_ARGS) }?;
             if !ptr::is_null(args.pReserved) {
@@ -63,9 +64,17 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
             if all && args.flags & CKF_OS_LOCKING_OK == 0 {
                 return Err(Error::CantLock);
             }
-            // CKF_LIBRARY_CANT_CREATE_OS_THREADS needs nothing: we never start a thread.
+            // Without threads, card I/O runs on the caller's thread and a card that never
+            // answers is bounded only by the reader driver (see transport::pcsc).
+            threads_allowed = args.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0;
         }
-        module::initialize(|| Box::new(PcscReaders::new()))?;
+        module::initialize(|| {
+            Box::new(if threads_allowed {
+                PcscReaders::new()
+            } else {
+                PcscReaders::without_threads()
+            })
+        })?;
         log::debug!("initialized");
         Ok(())
     })
@@ -421,6 +430,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     count: CK_ULONG,
 ) -> CK_RV {
     use crate::core::object::AttrLookup;
+    use ptr::AttributeBuffer;
     guard(|| {
         let m = m()?;
         let attrs = unsafe { ptr::template_mut(template, count) }?;
@@ -429,13 +439,13 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
         for a in attrs.iter_mut() {
             match o.attribute(a.type_) {
-                AttrLookup::Value(v) => match unsafe { ptr::attribute_buffer(a) }? {
-                    None => a.ulValueLen = v.len() as CK_ULONG,
-                    Some(buf) if buf.len() >= v.len() => {
-                        buf[..v.len()].copy_from_slice(v);
+                AttrLookup::Value(v) => match unsafe { ptr::attribute_buffer(a, v.len()) } {
+                    AttributeBuffer::LengthOnly => a.ulValueLen = v.len() as CK_ULONG,
+                    AttributeBuffer::Room(buf) => {
+                        buf.copy_from_slice(v);
                         a.ulValueLen = v.len() as CK_ULONG;
                     }
-                    Some(_) => {
+                    AttributeBuffer::TooSmall => {
                         a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                         too_small = true;
                     }
@@ -613,10 +623,15 @@ pub unsafe extern "C" fn C_DigestUpdate(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_DigestKey(session: CK_SESSION_HANDLE, _key: CK_OBJECT_HANDLE) -> CK_RV {
+pub unsafe extern "C" fn C_DigestKey(session: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
     // Our only secret is the card's private key, which cannot be digested.
     guard(|| {
-        m()?.digest_len(session)?;
+        let m = m()?;
+        m.digest_len(session)?;
+        m.object(session, key).map_err(|e| match e {
+            Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
+            other => other,
+        })?;
         Err(Error::Other(CKR_KEY_INDIGESTIBLE))
     })
 }

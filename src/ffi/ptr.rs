@@ -11,8 +11,21 @@ use cryptoki_sys::*;
 
 use crate::core::{Error, Result};
 
+/// A caller's element count for a buffer of `T`s. No buffer can hold more than `isize::MAX`
+/// bytes, so a larger claim is a lie (`CKR_ARGUMENTS_BAD`), refused before any slice is formed.
+fn count<T>(n: CK_ULONG) -> Result<usize> {
+    let n = usize::try_from(n).map_err(|_| Error::ArgumentsBad)?;
+    let bytes = n
+        .checked_mul(std::mem::size_of::<T>().max(1))
+        .ok_or(Error::ArgumentsBad)?;
+    if bytes > isize::MAX as usize {
+        return Err(Error::ArgumentsBad);
+    }
+    Ok(n)
+}
+
 fn len(n: CK_ULONG) -> Result<usize> {
-    usize::try_from(n).map_err(|_| Error::ArgumentsBad)
+    count::<u8>(n)
 }
 
 /// Input bytes. NULL is allowed only with length 0 (an empty input).
@@ -73,7 +86,9 @@ pub unsafe fn output<'a, T>(
     if out.is_null() {
         return Ok(None);
     }
-    if len(have)? < needed {
+    // A claimed size beyond any real buffer is simply "large enough": only `needed` elements
+    // are ever touched.
+    if usize::try_from(have).is_ok_and(|have| have < needed) {
         return Err(Error::BufferTooSmall { needed });
     }
     // SAFETY: non-NULL and valid for `have` >= `needed` elements by the caller's contract.
@@ -105,7 +120,7 @@ pub unsafe fn template(
     p: *const CK_ATTRIBUTE,
     n: CK_ULONG,
 ) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> {
-    let n = len(n)?;
+    let n = count::<CK_ATTRIBUTE>(n)?;
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -129,7 +144,7 @@ pub unsafe fn template_mut<'a>(
     p: *mut CK_ATTRIBUTE,
     n: CK_ULONG,
 ) -> Result<&'a mut [CK_ATTRIBUTE]> {
-    let n = len(n)?;
+    let n = count::<CK_ATTRIBUTE>(n)?;
     if n == 0 {
         return Ok(&mut []);
     }
@@ -140,15 +155,26 @@ pub unsafe fn template_mut<'a>(
     Ok(unsafe { std::slice::from_raw_parts_mut(p, n) })
 }
 
-/// The value buffer of one attribute of a template to fill: `None` if pValue is NULL.
-pub unsafe fn attribute_buffer<'a>(a: &CK_ATTRIBUTE) -> Result<Option<&'a mut [u8]>> {
+/// Room for one attribute value of `needed` bytes in a template to fill.
+pub enum AttributeBuffer<'a> {
+    /// pValue is NULL: the caller asks for the length.
+    LengthOnly,
+    /// ulValueLen is smaller than `needed`.
+    TooSmall,
+    /// Exactly `needed` bytes of the caller's buffer (never more are touched).
+    Room(&'a mut [u8]),
+}
+
+/// The value buffer of one attribute of a template to fill, for a value of `needed` bytes.
+pub unsafe fn attribute_buffer<'a>(a: &CK_ATTRIBUTE, needed: usize) -> AttributeBuffer<'a> {
     if a.pValue.is_null() {
-        return Ok(None);
+        return AttributeBuffer::LengthOnly;
     }
-    // SAFETY: pValue is valid for ulValueLen bytes by the caller's contract.
-    Ok(Some(unsafe {
-        std::slice::from_raw_parts_mut(a.pValue as *mut u8, len(a.ulValueLen)?)
-    }))
+    if usize::try_from(a.ulValueLen).is_ok_and(|have| have < needed) {
+        return AttributeBuffer::TooSmall;
+    }
+    // SAFETY: pValue is valid for ulValueLen >= needed bytes by the caller's contract.
+    AttributeBuffer::Room(unsafe { std::slice::from_raw_parts_mut(a.pValue as *mut u8, needed) })
 }
 
 /// The mechanism type of a `CK_MECHANISM` (its parameter is not used by our mechanisms).

@@ -11,6 +11,15 @@
 //!   `CardReset`, since the card was certainly reset).
 //! - Connections are closed with `LeaveCard` (not the `pcsc` crate's default reset), so other
 //!   clients keep their state; the card layer logs out before that if it logged in.
+//! - **Bounded waits.** `SCardTransmit` has no timeout of its own: a card (or a reader, or a
+//!   remote/virtual reader such as vpcd) that never answers blocks it for ever. Each connection
+//!   therefore hands its card to a worker thread of its own, and the caller waits at most
+//!   [`APDU_TIMEOUT`] for an answer and [`TRANSACTION_TIMEOUT`] for the PC/SC transaction
+//!   (another process may hold it). On a timeout the caller gets [`TransportError::Timeout`];
+//!   the connection stays unusable (every call fails at once with `Timeout`) until the stuck
+//!   call returns, and the late answer is thrown away. When the application forbids threads
+//!   (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`, see [`PcscReaders::without_threads`]), calls run on
+//!   the caller's thread and the only bound is the reader driver's.
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +37,17 @@ const WAIT_SLICE: Duration = Duration::from_millis(1000);
 const SERVICE_RETRY: Duration = Duration::from_millis(250);
 /// Receive buffer: 256 data bytes + SW, with room to spare (pcsc-lite's MAX_BUFFER_SIZE).
 const RECEIVE_BUFFER: usize = pcsc::MAX_BUFFER_SIZE;
+
+/// Longest wait for the card's answer to one APDU. A JPKI RSA-2048 signature takes about a
+/// second on a real card (jpki-card.md §8: the contact ATR's BWT is ≈1.6 s); 10 s leaves room
+/// for slow contactless readers and time-extension requests, and still ends a hang.
+pub const APDU_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the PC/SC transaction (exclusive access), which another process may hold
+/// for a few operations of its own.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long dropping a connection waits for its worker to disconnect (it is left to finish on
+/// its own if the card is stuck).
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 fn map_error(e: pcsc::Error) -> TransportError {
     use pcsc::Error as E;
@@ -56,6 +76,8 @@ pub struct PcscReaders {
     waiters: Mutex<Vec<(u64, Context)>>,
     next_waiter: AtomicU64,
     cancel_generation: AtomicU64,
+    /// Connections use worker threads and bounded waits (see the module documentation).
+    threads: bool,
 }
 
 impl Default for PcscReaders {
@@ -71,13 +93,25 @@ struct Observed {
 }
 
 impl PcscReaders {
-    /// No PC/SC traffic until the first call.
+    /// No PC/SC traffic until the first call. Card I/O has bounded waits (one worker thread
+    /// per connection).
     pub fn new() -> Self {
         PcscReaders {
             context: Mutex::new(None),
             waiters: Mutex::new(Vec::new()),
             next_waiter: AtomicU64::new(0),
             cancel_generation: AtomicU64::new(0),
+            threads: true,
+        }
+    }
+
+    /// For applications that forbid the library to create threads
+    /// (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`): card I/O runs on the caller's thread, and a card
+    /// that never answers is bounded only by the reader driver.
+    pub fn without_threads() -> Self {
+        PcscReaders {
+            threads: false,
+            ..Self::new()
         }
     }
 
@@ -160,7 +194,12 @@ impl Readers for PcscReaders {
 
     fn connect(&self, reader: &str) -> Result<Box<dyn Transport>, TransportError> {
         let name = CString::new(reader).map_err(|_| TransportError::NoReader)?;
-        Ok(Box::new(PcscTransport::connect(name)?))
+        let transport = if self.threads {
+            PcscTransport::connect(name)?
+        } else {
+            PcscTransport::connect_inline(name)?
+        };
+        Ok(Box::new(transport))
     }
 
     fn wait_for_change(
@@ -273,24 +312,55 @@ impl Readers for PcscReaders {
 pub struct PcscTransport {
     reader: CString,
     /// `None` after pcscd went away; reconnected by the next `begin`.
-    card: Option<Card>,
+    link: Option<Link>,
     atr: Vec<u8>,
     apdus: u64,
     /// pcscd went away during the last call: drop the card and reconnect at the next `begin`.
     lost: bool,
+    /// Worker thread and bounded waits (false: calls on the caller's thread).
+    threads: bool,
+}
+
+/// How the card is reached.
+enum Link {
+    /// On the caller's thread.
+    Inline(Card),
+    /// Through a worker thread, with bounded waits.
+    Worker(Worker),
+}
+
+impl Link {
+    fn new(card: Card, threads: bool) -> Result<Link, TransportError> {
+        if threads {
+            Worker::spawn(card).map(Link::Worker)
+        } else {
+            Ok(Link::Inline(card))
+        }
+    }
 }
 
 impl PcscTransport {
-    /// Connects (shared, T=0 or T=1) to the card in `reader`, with a context of its own.
+    /// Connects (shared, T=0 or T=1) to the card in `reader`, with a context of its own; card
+    /// I/O goes through a worker thread with bounded waits.
     pub fn connect(reader: CString) -> Result<Self, TransportError> {
+        Self::connect_with(reader, true)
+    }
+
+    /// As [`PcscTransport::connect`], but card I/O runs on the caller's thread (no bound).
+    pub fn connect_inline(reader: CString) -> Result<Self, TransportError> {
+        Self::connect_with(reader, false)
+    }
+
+    fn connect_with(reader: CString, threads: bool) -> Result<Self, TransportError> {
         let card = Self::open(&reader)?;
         let atr = card_atr(&card);
         Ok(PcscTransport {
             reader,
-            card: Some(card),
+            link: Some(Link::new(card, threads)?),
             atr,
             apdus: 0,
             lost: false,
+            threads,
         })
     }
 
@@ -321,6 +391,13 @@ fn reconnect(card: &mut Card) {
     }
 }
 
+/// Closes a connection without resetting the card.
+fn disconnect(card: Card) {
+    if let Err((_card, e)) = card.disconnect(Disposition::LeaveCard) {
+        log::debug!("SCardDisconnect: {e}");
+    }
+}
+
 impl Transport for PcscTransport {
     fn atr(&self) -> Vec<u8> {
         self.atr.clone()
@@ -329,41 +406,56 @@ impl Transport for PcscTransport {
     fn begin(&mut self) -> Result<Box<dyn Channel + '_>, TransportError> {
         if self.lost {
             self.lost = false;
-            self.card = None;
+            self.link = None;
         }
-        if self.card.is_none() {
+        if self.link.is_none() {
             // pcscd went away under the last call: a new context and connection. The card
             // was reset with pcscd, so report that once.
             let card = Self::open(&self.reader)?;
             self.atr = card_atr(&card);
-            self.card = Some(card);
+            self.link = Some(Link::new(card, self.threads)?);
             return Err(TransportError::CardReset);
         }
         let PcscTransport {
-            card: card_slot,
+            link,
             atr,
             apdus,
             lost,
             ..
         } = self;
-        let Some(card) = card_slot.as_mut() else {
-            return Err(TransportError::NoService);
-        };
-        let error = match card.transaction2() {
-            Ok(transaction) => {
-                return Ok(Box::new(PcscChannel {
-                    transaction,
-                    apdus,
-                    lost,
-                }))
-            }
-            Err((card, e)) => {
-                if e == pcsc::Error::ResetCard {
-                    reconnect(card);
-                    *atr = card_atr(card);
+        let error = match link.as_mut() {
+            None => return Err(TransportError::NoService),
+            Some(Link::Inline(card)) => match card.transaction2() {
+                Ok(transaction) => {
+                    return Ok(Box::new(PcscChannel {
+                        transaction,
+                        apdus,
+                        lost,
+                    }))
                 }
-                map_error(e)
-            }
+                Err((card, e)) => {
+                    if e == pcsc::Error::ResetCard {
+                        reconnect(card);
+                        *atr = card_atr(card);
+                    }
+                    map_error(e)
+                }
+            },
+            Some(Link::Worker(worker)) => match worker.begin() {
+                Ok(()) => {
+                    return Ok(Box::new(WorkerChannel {
+                        worker,
+                        apdus,
+                        lost,
+                    }))
+                }
+                Err((e, new_atr)) => {
+                    if let Some(new_atr) = new_atr {
+                        *atr = new_atr;
+                    }
+                    e
+                }
+            },
         };
         if error == TransportError::NoService {
             *lost = true;
@@ -405,10 +497,10 @@ impl Transport for PcscTransport {
 
 impl Drop for PcscTransport {
     fn drop(&mut self) {
-        if let Some(card) = self.card.take() {
-            if let Err((_card, e)) = card.disconnect(Disposition::LeaveCard) {
-                log::debug!("SCardDisconnect: {e}");
-            }
+        match self.link.take() {
+            Some(Link::Inline(card)) => disconnect(card),
+            Some(Link::Worker(worker)) => worker.close(),
+            None => {}
         }
     }
 }
@@ -439,5 +531,233 @@ impl Channel for PcscChannel<'_> {
                 Err(error)
             }
         }
+    }
+}
+
+// ----- the worker thread of a connection ----------------------------------------------------
+
+/// What the caller asks of a connection's worker thread.
+enum Job {
+    /// `SCardBeginTransaction`; answered by [`Done::Begun`].
+    Begin,
+    /// `SCardTransmit` inside the transaction; answered by [`Done::Transmitted`]. The command
+    /// may hold a PIN: it is zeroed when dropped.
+    Transmit(zeroize::Zeroizing<Vec<u8>>),
+    /// `SCardEndTransaction(LeaveCard)`, if a transaction is open. No answer.
+    End,
+}
+
+/// What the worker answers.
+enum Done {
+    /// The transaction began, or why not (with the new ATR after a reset by another party).
+    Begun(Result<(), (pcsc::Error, Option<Vec<u8>>)>),
+    Transmitted(Result<Vec<u8>, pcsc::Error>),
+}
+
+/// The caller's side of a connection's worker thread.
+struct Worker {
+    jobs: std::sync::mpsc::Sender<Job>,
+    done: std::sync::mpsc::Receiver<Done>,
+    /// Closed (sender dropped) when the thread ends.
+    exited: std::sync::mpsc::Receiver<()>,
+    /// Jobs sent whose answer has not been received (a timed-out call leaves one behind).
+    pending: usize,
+}
+
+impl Worker {
+    fn spawn(card: Card) -> Result<Worker, TransportError> {
+        let (jobs, job_rx) = std::sync::mpsc::channel();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (exit_tx, exited) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("jpki-pcsc".into())
+            .spawn(move || {
+                serve_card(card, &job_rx, &done_tx);
+                drop(exit_tx);
+            })
+            .map_err(|e| TransportError::Other(format!("cannot start a thread: {e}")))?;
+        Ok(Worker {
+            jobs,
+            done,
+            exited,
+            pending: 0,
+        })
+    }
+
+    /// Sends `job` and waits at most `timeout` for its answer. `Timeout` also when an earlier
+    /// call is still stuck (its late answer, if any, is received and discarded here first).
+    fn call(&mut self, job: Job, timeout: Duration) -> Result<Done, TransportError> {
+        while self.pending > 0 {
+            match self.done.try_recv() {
+                Ok(_late) => self.pending -= 1,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    log::warn!("the card has not answered an earlier command yet");
+                    return Err(TransportError::Timeout);
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(worker_gone()),
+            }
+        }
+        self.jobs.send(job).map_err(|_| worker_gone())?;
+        self.pending += 1;
+        match self.done.recv_timeout(timeout) {
+            Ok(done) => {
+                self.pending -= 1;
+                Ok(done)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                log::warn!("no answer from the card within {} s", timeout.as_secs());
+                Err(TransportError::Timeout)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(worker_gone()),
+        }
+    }
+
+    /// Begins a transaction; on failure, the error and a new ATR if the card was reset.
+    fn begin(&mut self) -> Result<(), (TransportError, Option<Vec<u8>>)> {
+        match self.call(Job::Begin, TRANSACTION_TIMEOUT) {
+            Ok(Done::Begun(Ok(()))) => Ok(()),
+            Ok(Done::Begun(Err((e, atr)))) => Err((map_error(e), atr)),
+            Ok(Done::Transmitted(_)) => Err((worker_gone(), None)),
+            Err(e) => {
+                // Should the transaction begin late, end it at once.
+                self.end();
+                Err((e, None))
+            }
+        }
+    }
+
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let command = zeroize::Zeroizing::new(command.to_vec());
+        match self.call(Job::Transmit(command), APDU_TIMEOUT)? {
+            Done::Transmitted(result) => result.map_err(map_error),
+            Done::Begun(_) => Err(worker_gone()),
+        }
+    }
+
+    fn end(&mut self) {
+        let _ = self.jobs.send(Job::End);
+    }
+
+    /// Ends the worker (it disconnects, leaving the card as it is). Waits a little for it, so
+    /// that `C_Finalize` normally leaves no thread behind; a stuck worker finishes on its own.
+    fn close(self) {
+        let Worker { jobs, exited, .. } = self;
+        drop(jobs);
+        if exited.recv_timeout(CLOSE_WAIT) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            log::debug!("the card is still busy; its connection closes when it answers");
+        }
+    }
+}
+
+fn worker_gone() -> TransportError {
+    TransportError::Other("connection worker ended".into())
+}
+
+/// The worker thread: owns the card, serves jobs until the caller drops its sender.
+fn serve_card(
+    mut card: Card,
+    jobs: &std::sync::mpsc::Receiver<Job>,
+    done: &std::sync::mpsc::Sender<Done>,
+) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Begin => match card.transaction2() {
+                Ok(transaction) => {
+                    if done.send(Done::Begun(Ok(()))).is_err() {
+                        break;
+                    }
+                    if !serve_transaction(transaction, jobs, done) {
+                        break;
+                    }
+                }
+                Err((card, e)) => {
+                    let atr = (e == pcsc::Error::ResetCard).then(|| {
+                        reconnect(card);
+                        card_atr(card)
+                    });
+                    if done.send(Done::Begun(Err((e, atr)))).is_err() {
+                        break;
+                    }
+                }
+            },
+            Job::Transmit(_) => {
+                if done
+                    .send(Done::Transmitted(Err(pcsc::Error::NotTransacted)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Job::End => {}
+        }
+    }
+    disconnect(card);
+}
+
+/// Serves transmits inside one transaction until `End`. False when the caller is gone.
+fn serve_transaction(
+    mut transaction: pcsc::Transaction<'_>,
+    jobs: &std::sync::mpsc::Receiver<Job>,
+    done: &std::sync::mpsc::Sender<Done>,
+) -> bool {
+    let mut alive = true;
+    loop {
+        let job = match jobs.recv() {
+            Ok(job) => job,
+            Err(_) => {
+                alive = false;
+                break;
+            }
+        };
+        let answer = match job {
+            Job::End => break,
+            Job::Begin => Done::Begun(Err((pcsc::Error::InvalidValue, None))),
+            Job::Transmit(command) => {
+                let mut buffer = zeroize::Zeroizing::new([0u8; RECEIVE_BUFFER]);
+                let result = match transaction.transmit(&command, &mut buffer[..]) {
+                    Ok(response) => Ok(response.to_vec()),
+                    Err(pcsc::Error::ResetCard) => {
+                        transaction
+                            .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
+                            .unwrap_or_else(|e| log::debug!("SCardReconnect: {e}"));
+                        Err(pcsc::Error::ResetCard)
+                    }
+                    Err(e) => Err(e),
+                };
+                Done::Transmitted(result)
+            }
+        };
+        if done.send(answer).is_err() {
+            alive = false;
+            break;
+        }
+    }
+    if let Err((_, e)) = transaction.end(Disposition::LeaveCard) {
+        log::debug!("SCardEndTransaction: {e}");
+    }
+    alive
+}
+
+/// A transaction through the worker: ends it when dropped.
+struct WorkerChannel<'a> {
+    worker: &'a mut Worker,
+    apdus: &'a mut u64,
+    lost: &'a mut bool,
+}
+
+impl Channel for WorkerChannel<'_> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
+        *self.apdus += 1;
+        let result = self.worker.transmit(command);
+        if result == Err(TransportError::NoService) {
+            *self.lost = true;
+        }
+        result
+    }
+}
+
+impl Drop for WorkerChannel<'_> {
+    fn drop(&mut self) {
+        self.worker.end();
     }
 }
