@@ -440,6 +440,13 @@ impl JpkiCard {
         self.transport.apdus_sent()
     }
 
+    /// Whether `key`'s PIN was verified and, as far as this connection knows, the card still
+    /// holds that state. Re-selecting the application (logout, recovery from an answer that
+    /// suggests another client changed the selection) and card resets clear it.
+    pub fn is_verified(&self, key: KeyKind) -> bool {
+        self.state.verified & key.bit() != 0
+    }
+
     /// Runs `op` in one transaction, and forgets what a failure makes uncertain.
     fn with_session<T>(
         &mut self,

@@ -645,3 +645,34 @@ fn wait_for_slot_event() {
     assert_eq!(waiter.join().unwrap(), Err(Error::NotInitialized));
     assert!(t.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn damaged_certificate_reads_are_retried_then_absent() {
+    let r = rig();
+    let a = session(&r, 0);
+    // The DER header lies once: the bytes read are no certificate. The search fails, and the
+    // next one reads the file again (the answer may have been damaged on the way).
+    r.vc.lock().faults_mut().apply_spec("certlen +100").unwrap();
+    assert_eq!(r.module.find_init(a, &[]), Err(Error::DeviceError));
+    assert_eq!(find(&r, a, &[class(CKO_CERTIFICATE)]).len(), 2);
+    // A file that stays unusable counts as absent after a few reads: the other objects stay
+    // usable and searches stop costing card traffic.
+    let r = rig();
+    let a = session(&r, 0);
+    r.vc.lock()
+        .faults_mut()
+        .apply_spec("certlen -100 count=1000")
+        .unwrap();
+    let mut failed = 0;
+    while r.module.find_init(a, &[]) == Err(Error::DeviceError) {
+        failed += 1;
+        assert!(failed < 10);
+    }
+    r.module.find_final(a).unwrap();
+    // Two reads each of the CA and the user certificate fail, the third gives up.
+    assert_eq!(failed, 4);
+    assert!(find(&r, a, &[class(CKO_CERTIFICATE)]).is_empty());
+    let before = r.sim.apdus_received();
+    find(&r, a, &[]);
+    assert_eq!(r.sim.apdus_received(), before);
+}

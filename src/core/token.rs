@@ -65,8 +65,29 @@ enum CertObjects {
     /// The card refused to read it before VERIFY (6982): read again after login only, so
     /// that searches never cause card traffic.
     NeedsLogin,
-    /// The card has no such certificate, or it is unusable: no objects.
+    /// The last read gave bytes that are not a usable certificate (`n` times in a row): read
+    /// again at the next search, since a card's answer can be damaged on the way.
+    Damaged(u8),
+    /// The card has no such certificate, or it stayed unusable: no objects.
     Absent,
+}
+
+/// Reads in a row that may give an unusable certificate before the file counts as absent.
+const MAX_DAMAGED_READS: u8 = 3;
+
+impl CertObjects {
+    /// The state after a read that gave no usable certificate.
+    fn damaged(&self) -> CertObjects {
+        let n = match self {
+            CertObjects::Damaged(n) => n.saturating_add(1),
+            _ => 1,
+        };
+        if n >= MAX_DAMAGED_READS {
+            CertObjects::Absent
+        } else {
+            CertObjects::Damaged(n)
+        }
+    }
 }
 
 /// Per-token state.
@@ -142,6 +163,21 @@ struct CardInner {
     tokens: [TokenState; 2],
     /// Serial number content octets of the authentication certificate (token serial, label tag).
     auth_serial: Option<Vec<u8>>,
+}
+
+impl CardInner {
+    /// A token is logged in only while the card layer still counts its VERIFY: the card layer
+    /// re-selects the application when an answer makes it doubt what is selected (or after a
+    /// transport error), and that clears the card's PIN state for both keys.
+    fn sync_login(&mut self) {
+        let CardInner { jpki, tokens, .. } = self;
+        for (token, kind) in tokens.iter_mut().zip(KINDS) {
+            if token.logged_in && !jpki.is_verified(kind) {
+                log::info!("the card forgot the {kind:?} PIN; logged out");
+                token.logged_in = false;
+            }
+        }
+    }
 }
 
 /// One insertion of a JPKI card in one reader.
@@ -261,7 +297,9 @@ impl Card {
     /// Reads `file`, retrying once after a reset by another party.
     fn read_cert(&self, inner: &mut CardInner, file: CertificateFile) -> Result<ReadOutcome> {
         for _ in 0..2 {
-            match inner.jpki.read_certificate(file) {
+            let read = inner.jpki.read_certificate(file);
+            inner.sync_login();
+            match read {
                 Ok(bytes) => return Ok(ReadOutcome::Bytes(bytes)),
                 Err(CardError::SecurityStatusNotSatisfied) => return Ok(ReadOutcome::NeedsLogin),
                 Err(CardError::FileNotFound) => {
@@ -291,7 +329,7 @@ impl Card {
         let names = pair_names(kind);
         let logged_in = inner.tokens[idx].logged_in;
         let wanted = |c: &CertObjects| match c {
-            CertObjects::Pending => true,
+            CertObjects::Pending | CertObjects::Damaged(_) => true,
             CertObjects::NeedsLogin => logged_in,
             _ => false,
         };
@@ -308,14 +346,18 @@ impl Card {
                     ))]),
                     Err(e) => {
                         log::error!("CA certificate {ca_file:?} unusable: {}", e.0);
-                        CertObjects::Absent
+                        inner.tokens[idx].ca.damaged()
                     }
                 },
                 Ok(ReadOutcome::NeedsLogin) => CertObjects::NeedsLogin,
                 Ok(ReadOutcome::Absent) => CertObjects::Absent,
                 Err(e) => return Err(e),
             };
+            let damaged = matches!(objects, CertObjects::Damaged(_));
             inner.tokens[idx].ca = objects;
+            if damaged {
+                return Err(Error::DeviceError);
+            }
         }
         // The signature certificate holds name and address: read only after the password.
         let user_private = kind == KeyKind::Signature;
@@ -354,14 +396,18 @@ impl Card {
                     }
                     Err(e) => {
                         log::error!("certificate {user_file:?} unusable: {}", e.0);
-                        CertObjects::Absent
+                        inner.tokens[idx].user.damaged()
                     }
                 },
                 Ok(ReadOutcome::NeedsLogin) => CertObjects::NeedsLogin,
                 Ok(ReadOutcome::Absent) => CertObjects::Absent,
                 Err(e) => return Err(e),
             };
+            let damaged = matches!(objects, CertObjects::Damaged(_));
             inner.tokens[idx].user = objects;
+            if damaged {
+                return Err(Error::DeviceError);
+            }
         }
         Ok(())
     }
@@ -420,7 +466,9 @@ impl Card {
         let idx = kind_index(kind);
         let fresh = matches!(inner.tokens[idx].tries, Some((_, at)) if at.elapsed() < TRIES_CACHE);
         if !fresh {
-            match inner.jpki.pin_tries_left(kind) {
+            let tries = inner.jpki.pin_tries_left(kind);
+            inner.sync_login();
+            match tries {
                 Ok(t) => inner.tokens[idx].set_tries(t),
                 Err(CardError::PinBlocked) => inner.tokens[idx].set_tries(0),
                 Err(e) => {
@@ -592,6 +640,7 @@ impl Card {
             SignInput::Pkcs1(data) => inner.jpki.sign(kind, data),
             SignInput::PssSha256(hash) => inner.jpki.sign_pss_sha256(kind, hash),
         };
+        inner.sync_login();
         let signature = match result {
             Ok(s) => s,
             Err(CardError::SecurityStatusNotSatisfied) => {

@@ -391,6 +391,45 @@ fn reconnect(card: &mut Card) {
     }
 }
 
+/// How long a failed exchange waits for pcscd to notice that the card was removed (pcscd
+/// polls a reader's card presence a few times a second).
+const REMOVAL_SETTLE: Duration = Duration::from_millis(1500);
+
+/// Whether pcscd reports the card of this connection gone, waiting up to [`REMOVAL_SETTLE`]
+/// for it to notice.
+fn card_gone(card: &Card) -> bool {
+    use pcsc::Error as E;
+    let start = Instant::now();
+    loop {
+        match card.status2_owned() {
+            Err(E::RemovedCard | E::NoSmartcard | E::ResetCard) => return true,
+            Ok(status) if !status.status().contains(pcsc::Status::PRESENT) => return true,
+            _ => {}
+        }
+        if start.elapsed() >= REMOVAL_SETTLE {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What one `SCardTransmit` gave, with the errors of a card that was just removed made
+/// plain. pcscd answers `SCARD_E_NOT_TRANSACTED` (or an empty response) when the reader
+/// driver could not reach the card, and notices a removal only at its next poll.
+fn transmit_result(
+    card: &Card,
+    result: Result<&[u8], pcsc::Error>,
+) -> Result<Vec<u8>, pcsc::Error> {
+    use pcsc::Error as E;
+    match result {
+        Ok(response) if response.len() >= 2 => Ok(response.to_vec()),
+        Ok(short) if !card_gone(card) => Ok(short.to_vec()),
+        Err(e @ (E::NotTransacted | E::CommError | E::UnknownError)) if !card_gone(card) => Err(e),
+        Ok(_) | Err(E::NotTransacted | E::CommError | E::UnknownError) => Err(E::RemovedCard),
+        Err(e) => Err(e),
+    }
+}
+
 /// Closes a connection without resetting the card.
 fn disconnect(card: Card) {
     if let Err((_card, e)) = card.disconnect(Disposition::LeaveCard) {
@@ -515,8 +554,9 @@ impl Channel for PcscChannel<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let mut buffer = [0u8; RECEIVE_BUFFER];
         *self.apdus += 1;
-        match self.transaction.transmit(command, &mut buffer) {
-            Ok(response) => Ok(response.to_vec()),
+        let result = self.transaction.transmit(command, &mut buffer);
+        match transmit_result(&self.transaction, result) {
+            Ok(response) => Ok(response),
             Err(pcsc::Error::ResetCard) => {
                 self.transaction
                     .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
@@ -597,6 +637,11 @@ impl Worker {
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(worker_gone()),
             }
         }
+        let what = match &job {
+            Job::Begin => "SCardBeginTransaction",
+            Job::Transmit(_) => "SCardTransmit",
+            Job::End => "SCardEndTransaction",
+        };
         self.jobs.send(job).map_err(|_| worker_gone())?;
         self.pending += 1;
         match self.done.recv_timeout(timeout) {
@@ -605,7 +650,7 @@ impl Worker {
                 Ok(done)
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                log::warn!("no answer from the card within {} s", timeout.as_secs());
+                log::warn!("{what}: no answer within {} s", timeout.as_secs());
                 Err(TransportError::Timeout)
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(worker_gone()),
@@ -714,15 +759,15 @@ fn serve_transaction(
             Job::Begin => Done::Begun(Err((pcsc::Error::InvalidValue, None))),
             Job::Transmit(command) => {
                 let mut buffer = zeroize::Zeroizing::new([0u8; RECEIVE_BUFFER]);
-                let result = match transaction.transmit(&command, &mut buffer[..]) {
-                    Ok(response) => Ok(response.to_vec()),
+                let sent = transaction.transmit(&command, &mut buffer[..]);
+                let result = match transmit_result(&transaction, sent) {
                     Err(pcsc::Error::ResetCard) => {
                         transaction
                             .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
                             .unwrap_or_else(|e| log::debug!("SCardReconnect: {e}"));
                         Err(pcsc::Error::ResetCard)
                     }
-                    Err(e) => Err(e),
+                    other => other,
                 };
                 Done::Transmitted(result)
             }

@@ -459,6 +459,13 @@ impl VirtualCard {
                     resp.sw = s;
                     true
                 }
+                FaultKind::Corrupt(n) => match resp.data.len() {
+                    0 => false,
+                    len => {
+                        resp.data[n.min(len - 1)] ^= 0xFF;
+                        true
+                    }
+                },
                 FaultKind::MoreData61 => {
                     if resp.sw == sw::OK && !resp.data.is_empty() && !is_get_response {
                         let n = resp.data.len();

@@ -10,6 +10,8 @@
 //!         | "garbage" N                  N extra bytes (0xA5) added after the data, before SW
 //!         | "trailing" N                 N extra bytes (0xA5) added after the SW
 //!         | "sw" HEX4                    status word replaced (data kept)
+//!         | "corrupt" N                  data byte N (the last one if N is past the end) has
+//!                                        every bit flipped; the SW is kept (a wrong signature)
 //!         | "61"                         answer 61xx, the data waits for GET RESPONSE 00 C0 00 00 xx
 //!         | "6c"                         answer 6Cxx (xx = exact length); the retry with Le=xx works
 //!         | "certlen" (+|-)N             READ BINARY at offset 0 of a certificate EF: the DER
@@ -23,8 +25,9 @@
 //! Examples: `sw 6f00 ins=2a`, `truncate 1 ins=b0 count=3`, `61 ins=b0`, `certlen +100`,
 //! `remove-after 5`, `drop ins=2a`.
 //!
-//! `61`, `6c` and `certlen` only count an APDU they actually changed (`61`/`6c`: a successful
-//! response with data, not GET RESPONSE; `certlen`: a certificate read at offset 0).
+//! `61`, `6c`, `corrupt` and `certlen` only count an APDU they actually changed (`61`/`6c`: a
+//! successful response with data, not GET RESPONSE; `corrupt`: a response with data;
+//! `certlen`: a certificate read at offset 0).
 //! Commands hit by `61`, `6c` or `drop` are still executed by the card (a VERIFY still counts).
 
 use std::fmt;
@@ -36,6 +39,7 @@ pub enum FaultKind {
     Garbage(usize),
     Trailing(usize),
     ReplaceSw(u16),
+    Corrupt(usize),
     MoreData61,
     WrongLe6C,
     CertLength(i32),
@@ -61,6 +65,7 @@ impl fmt::Display for ArmedFault {
             FaultKind::Garbage(n) => write!(f, "garbage {n}")?,
             FaultKind::Trailing(n) => write!(f, "trailing {n}")?,
             FaultKind::ReplaceSw(sw) => write!(f, "sw {sw:04x}")?,
+            FaultKind::Corrupt(n) => write!(f, "corrupt {n}")?,
             FaultKind::MoreData61 => write!(f, "61")?,
             FaultKind::WrongLe6C => write!(f, "6c")?,
             FaultKind::CertLength(d) => write!(f, "certlen {d:+}")?,
@@ -149,6 +154,7 @@ impl Faults {
                 }
                 FaultKind::ReplaceSw(v)
             }
+            "corrupt" => FaultKind::Corrupt(number(args.next(), "corrupt")?),
             "61" => FaultKind::MoreData61,
             "6c" => FaultKind::WrongLe6C,
             "certlen" => FaultKind::CertLength(number(args.next(), "certlen")?),
@@ -199,6 +205,10 @@ mod tests {
         assert_eq!(
             Faults::parse_spec("sw 6F00").unwrap().kind,
             FaultKind::ReplaceSw(0x6F00)
+        );
+        assert_eq!(
+            Faults::parse_spec("corrupt 7 ins=2a").unwrap().kind,
+            FaultKind::Corrupt(7)
         );
         assert_eq!(
             Faults::parse_spec("certlen -5").unwrap().kind,

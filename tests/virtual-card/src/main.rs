@@ -379,6 +379,15 @@ fn card_loop(shared: &Mutex<Shared>, host: &str, port: u16) {
             }
         };
         announced = false;
+        // A reader powers a card when it is inserted. vpcd only sends "power on" when pcscd
+        // notices the insertion, which it may miss when the card comes back within its polling
+        // interval; a card left unpowered would then never answer.
+        {
+            let mut s = lock(shared);
+            if !s.card.is_powered() {
+                s.card.power_on();
+            }
+        }
         eprintln!("jpki-virtual-card: card inserted (connected to {host}:{port})");
         let end = serve(&mut stream, shared);
         let _ = stream.shutdown(Shutdown::Both);

@@ -48,6 +48,25 @@ fn truncate_garbage_trailing_and_sw() {
 }
 
 #[test]
+fn corrupt_flips_one_data_byte() {
+    let mut c = card();
+    let good = raw(&mut c, "00B0000004");
+    c.faults_mut().apply_spec("corrupt 1 ins=b0").unwrap();
+    let bad = raw(&mut c, "00B0000004");
+    assert_eq!(bad[1], good[1] ^ 0xFF);
+    assert_eq!((&bad[..1], &bad[2..]), (&good[..1], &good[2..]));
+    c.faults_mut().apply_spec("corrupt 99").unwrap();
+    assert_eq!(
+        raw(&mut c, "00A4020C02000A"),
+        [0x90, 0x00],
+        "no data: not counted"
+    );
+    let last = raw(&mut c, "00B0000004");
+    assert_eq!((last[3], &last[4..]), (good[3] ^ 0xFF, &[0x90, 0x00][..]));
+    assert!(c.faults_mut().is_empty());
+}
+
+#[test]
 fn more_data_61_then_get_response() {
     let mut c = card();
     let full = raw(&mut c, "00B0000000");
