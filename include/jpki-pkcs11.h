@@ -49,8 +49,9 @@
  *   PINs are checked locally first: a PIN of the wrong length or character
  *   set never reaches the card, so it costs no try. C_Login answers
  *   CKR_PIN_INCORRECT for it (the specification reserves CKR_PIN_LEN_RANGE /
- *   CKR_PIN_INVALID for functions that set a PIN); C_SetPIN answers them for
- *   a malformed new PIN, and CKR_PIN_INCORRECT for a malformed old one. CKU_SO is refused (CKR_USER_TYPE_INVALID).
+ *   CKR_PIN_INVALID for functions that set a PIN, such as C_SetPIN, which
+ *   answers them for a malformed old or new PIN). CKU_SO is refused
+ *   (CKR_USER_TYPE_INVALID).
  *   Read/write sessions are accepted; writes fail with CKR_TOKEN_WRITE_PROTECTED.
  *   The card forgets both PIN verifications at once: C_Logout on one token
  *   logs out both tokens of that card. C_SetPIN (read/write session) is not

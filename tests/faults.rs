@@ -217,6 +217,7 @@ fn hostile_card_answers() {
     if !enabled() {
         return;
     }
+    fresh_start();
     let truth = true_certificates(0);
     let mut failures = Vec::new();
     let mut injected = 0;
@@ -293,6 +294,7 @@ fn card_that_does_not_answer() {
     if !enabled() {
         return;
     }
+    fresh_start();
     let m = module();
     let (auth, _) = token_slots(&m);
     let h = prepare(&m, Op::SignAuth, auth, auth + 1);

@@ -671,13 +671,15 @@ impl Card {
     /// the token logged out (the card drops that key's VERIFY on a failed one).
     pub fn change_pin(&self, kind: KeyKind, old: &[u8], new: &[u8]) -> Result<()> {
         self.check_present()?;
-        // The old PIN authenticates (a malformed one is simply incorrect); the new one is being
-        // set, so its format errors have their own return values.
-        let old = Pin::parse(kind, old).map_err(|_| Error::PinIncorrect)?;
-        let new = Pin::parse(kind, new).map_err(|e| match e {
-            PinFormatError::Length => Error::PinLenRange,
-            PinFormatError::Charset => Error::PinInvalid,
-        })?;
+        // C_SetPIN sets a PIN, so the format errors have their own return values.
+        let parse = |b: &[u8]| {
+            Pin::parse(kind, b).map_err(|e| match e {
+                PinFormatError::Length => Error::PinLenRange,
+                PinFormatError::Charset => Error::PinInvalid,
+            })
+        };
+        let old = parse(old)?;
+        let new = parse(new)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match inner.jpki.change_pin(&old, &new) {

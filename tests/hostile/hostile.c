@@ -140,6 +140,17 @@ static CK_OBJECT_HANDLE find_one(CK_SESSION_HANDLE h, CK_OBJECT_CLASS class)
     return n == 1 ? out[0] : CK_INVALID_HANDLE;
 }
 
+static int has_mechanism(CK_SLOT_ID slot, CK_MECHANISM_TYPE mech)
+{
+    CK_MECHANISM_TYPE list[64];
+    CK_ULONG n = 64;
+    EXPECT(CKR_OK, F->C_GetMechanismList(slot, list, &n));
+    for (CK_ULONG i = 0; i < n && i < 64; i++)
+        if (list[i] == mech)
+            return 1;
+    return 0;
+}
+
 static CK_ULONG count_objects(CK_SESSION_HANDLE h)
 {
     CK_OBJECT_HANDLE out[64];
@@ -645,7 +656,8 @@ static void login_and_pins(void)
            F->C_SetPIN(a, (CK_UTF8CHAR *)"1234", 4, (CK_UTF8CHAR *)"5678", 4));
     EXPECT(CKR_ARGUMENTS_BAD, F->C_SetPIN(rw, NULL, 4, (CK_UTF8CHAR *)"5678", 4));
     EXPECT(CKR_ARGUMENTS_BAD, F->C_SetPIN(rw, (CK_UTF8CHAR *)"1234", 4, NULL, 4));
-    EXPECT(CKR_PIN_INCORRECT, F->C_SetPIN(rw, (CK_UTF8CHAR *)"12", 2, (CK_UTF8CHAR *)"5678", 4));
+    EXPECT(CKR_PIN_LEN_RANGE, F->C_SetPIN(rw, (CK_UTF8CHAR *)"12", 2, (CK_UTF8CHAR *)"5678", 4));
+    EXPECT(CKR_PIN_INVALID, F->C_SetPIN(rw, (CK_UTF8CHAR *)"12a4", 4, (CK_UTF8CHAR *)"5678", 4));
     EXPECT(CKR_PIN_LEN_RANGE, F->C_SetPIN(rw, (CK_UTF8CHAR *)"1234", 4, (CK_UTF8CHAR *)"567", 3));
     EXPECT(CKR_PIN_LEN_RANGE, F->C_SetPIN(rw, (CK_UTF8CHAR *)"1234", 4, (CK_UTF8CHAR *)"", 0));
     EXPECT(CKR_PIN_INVALID, F->C_SetPIN(rw, (CK_UTF8CHAR *)"1234", 4, (CK_UTF8CHAR *)"56a8", 4));
@@ -900,7 +912,32 @@ static void sign_and_verify(CK_SESSION_HANDLE h, CK_SLOT_ID slot, const char *pi
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_SignFinal(h, sig, &len));
     EXPECT(CKR_ARGUMENTS_BAD, F->C_SignInit(h, NULL, priv));
     EXPECT(CKR_MECHANISM_INVALID, F->C_SignInit(h, &x509, priv));
-    EXPECT(CKR_MECHANISM_INVALID, F->C_SignInit(h, &pss, priv));
+    if (has_mechanism(slot, CKM_RSA_PKCS_PSS)) {
+        /* Only cards that sign PSS themselves offer it, with the card's fixed parameters. */
+        CK_RSA_PKCS_PSS_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+        CK_RSA_PKCS_PSS_PARAMS sha1 = {CKM_SHA_1, CKG_MGF1_SHA1, 20};
+        CK_RSA_PKCS_PSS_PARAMS salt0 = {CKM_SHA256, CKG_MGF1_SHA256, 0};
+        CK_MECHANISM with_params[] = {
+            {CKM_RSA_PKCS_PSS, NULL, 0},
+            {CKM_RSA_PKCS_PSS, &p, sizeof p - 1},
+            {CKM_RSA_PKCS_PSS, &p, sizeof p + 8},
+            {CKM_RSA_PKCS_PSS, &sha1, sizeof sha1},
+            {CKM_RSA_PKCS_PSS, &salt0, sizeof salt0},
+        };
+        for (size_t i = 0; i < sizeof with_params / sizeof *with_params; i++)
+            EXPECT(CKR_MECHANISM_PARAM_INVALID, F->C_SignInit(h, &with_params[i], priv));
+        CK_MECHANISM good = {CKM_RSA_PKCS_PSS, &p, sizeof p};
+        EXPECT(CKR_OK, F->C_SignInit(h, &good, priv));
+        len = sizeof sig;
+        EXPECT(CKR_DATA_LEN_RANGE, F->C_Sign(h, data, 31, sig, &len)); /* not a SHA-256 hash */
+        EXPECT(CKR_OK, F->C_SignInit(h, &good, priv));
+        len = sizeof sig;
+        EXPECT(CKR_OK, F->C_Sign(h, data, 32, sig, &len));
+        EXPECT(CKR_OK, F->C_VerifyInit(h, &good, pub));
+        EXPECT(CKR_OK, F->C_Verify(h, data, 32, sig, len));
+    } else {
+        EXPECT(CKR_MECHANISM_INVALID, F->C_SignInit(h, &pss, priv));
+    }
     EXPECT(CKR_KEY_HANDLE_INVALID, F->C_SignInit(h, &sha256, 0xBAD));
     EXPECT(CKR_KEY_HANDLE_INVALID, F->C_SignInit(h, &sha256, CK_INVALID_HANDLE));
     /* A public key cannot sign: either answer names the fault. */

@@ -107,6 +107,22 @@ pub fn true_certificates(i: usize) -> Vec<Vec<u8>> {
     ]
 }
 
+/// The number of cards of this harness run.
+pub fn cards() -> usize {
+    std::env::var("JPKI_TEST_CARDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Every card inserted, without armed faults (whatever an earlier test left behind).
+pub fn fresh_start() {
+    for i in 0..cards() {
+        ctl_ok(i, "fault clear");
+        ctl_ok(i, "insert");
+    }
+}
+
 /// A module over pcscd (a fresh PC/SC connection to each card).
 pub fn module() -> Module {
     Module::new(Box::new(PcscReaders::new()))
