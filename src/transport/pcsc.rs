@@ -51,6 +51,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 fn map_error(e: pcsc::Error) -> TransportError {
     use pcsc::Error as E;
+    log::debug!("PC/SC error {e:?}");
     match e {
         E::ResetCard => TransportError::CardReset,
         E::RemovedCard | E::NoSmartcard => TransportError::CardRemoved,

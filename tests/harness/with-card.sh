@@ -23,6 +23,10 @@
 #   JPKI_TEST_CARD_BIN             the virtual card binary (for `ctl` and `export`)
 #   JPKI_TEST_PCSCD_PID            pcscd's PID (tests that stop/restart pcscd)
 #   JPKI_TEST_RESTART_PCSCD        a script that restarts pcscd with the same configuration
+#
+# At the end, the run fails if any card received a VERIFY or CHANGE REFERENCE DATA with a PIN
+# of impossible format (the module must refuse those before the card), unless the environment
+# has JPKI_HARNESS_ALLOW_MALFORMED_PIN=1.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -157,4 +161,32 @@ set +e
 "$@"
 rc=$?
 set -e
+
+# PIN safety, checked on every run: no VERIFY (or CHANGE REFERENCE DATA) with a PIN of a format
+# the card can never hold may have reached a card. The module must refuse such input before the
+# card (it would cost a try); the card counts them (stats) and logs each one (its log survives
+# a `reset-stats`). JPKI_HARNESS_ALLOW_MALFORMED_PIN=1 reports without failing, for runs that
+# drive another middleware on purpose.
+pins_ok=1
+for i in $(seq 0 $((cards - 1))); do
+    stats=$("$card_bin" ctl --control "$workdir/card$i.ctl" stats 2>/dev/null || true)
+    verify=$(printf '%s' "$stats" | sed -n 's/.*"malformed_verify_count":\([0-9]*\).*/\1/p')
+    change=$(printf '%s' "$stats" | sed -n 's/.*"malformed_change_count":\([0-9]*\).*/\1/p')
+    logged=$(grep -c "malformed PIN reached the card" "$workdir/card$i.log" 2>/dev/null || true)
+    if [ -z "$verify" ]; then
+        echo "with-card.sh: card $i: stats unreadable, checking its log only" >&2
+        verify=0 change=0
+    fi
+    if [ "$verify" != 0 ] || [ "${change:-0}" != 0 ] || [ "${logged:-0}" != 0 ]; then
+        echo "with-card.sh: card $i received malformed PINs: VERIFY $verify, CHANGE REFERENCE DATA ${change:-0} (log: ${logged:-0})" >&2
+        pins_ok=""
+    fi
+done
+if [ -z "$pins_ok" ]; then
+    if [ "${JPKI_HARNESS_ALLOW_MALFORMED_PIN:-}" = 1 ]; then
+        echo "with-card.sh: JPKI_HARNESS_ALLOW_MALFORMED_PIN=1: not failing the run" >&2
+    elif [ "$rc" = 0 ]; then
+        rc=1
+    fi
+fi
 exit $rc
