@@ -447,6 +447,10 @@ impl Module {
             .lock()
             .remove(&h)
             .ok_or(Error::SessionHandleInvalid)?;
+        if s.card.is_removed() {
+            // Already gone with its card, as every other call on it says.
+            return Err(Error::SessionHandleInvalid);
+        }
         self.logout_if_last(&s.card, s.kind);
         Ok(())
     }
@@ -463,7 +467,14 @@ impl Module {
                 .collect();
             handles.iter().filter_map(|h| sessions.remove(h)).collect()
         };
-        if let Some(s) = closed.first() {
+        // Sessions of an earlier card in this slot may be among them: each card once.
+        let mut cards: Vec<&Arc<Session>> = Vec::new();
+        for s in &closed {
+            if !cards.iter().any(|c| Arc::ptr_eq(&c.card, &s.card)) {
+                cards.push(s);
+            }
+        }
+        for s in cards {
             self.logout_if_last(&s.card, s.kind);
         }
         Ok(())

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of fuzz/ for a bounded time (FUZZ_TOTAL_SECONDS, default 40, split
+# evenly), starting from the committed corpus (fuzz/corpus/<target>, never modified here).
+#
+# With cargo-fuzz installed, the targets run under libFuzzer with coverage feedback and
+# AddressSanitizer. cargo-fuzz needs nightly features; on stable they are unlocked with
+# RUSTC_BOOTSTRAP=1 (the only toolchain here is stable). Without cargo-fuzz, or if that build
+# fails, the same target bodies run on stable as bounded tests (fuzz/tests/bounded.rs:
+# corpus, then corpus mutations and random inputs; no coverage feedback) — and the script says
+# so.
+#
+#   tests/fuzz.sh                       # CI budget
+#   FUZZ_TOTAL_SECONDS=1200 tests/fuzz.sh   # a longer run (prints executions and coverage)
+#   FUZZ_ENGINE=stable tests/fuzz.sh    # force the stable runner
+#
+# Prints `ok - <target>: …` per target; exits non-zero on any crash or broken invariant.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+total=${FUZZ_TOTAL_SECONDS:-40}
+targets=(card_responses cert_der attribute_template stateful)
+per=$((total / ${#targets[@]}))
+[ "$per" -ge 1 ] || per=1
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+fail=0
+
+engine=${FUZZ_ENGINE:-auto}
+if [ "$engine" = auto ]; then
+    if cargo fuzz --version >/dev/null 2>&1 &&
+        (cd "$root" && RUSTC_BOOTSTRAP=1 cargo fuzz build -O >"$scratch/build.log" 2>&1); then
+        engine=libfuzzer
+    else
+        engine=stable
+        if cargo fuzz --version >/dev/null 2>&1; then
+            echo "# cargo fuzz build failed (see below); falling back to the stable runner"
+            tail -n 20 "$scratch/build.log" | sed 's/^/#   /'
+        else
+            echo "# cargo-fuzz not installed (cargo install cargo-fuzz); using the stable runner"
+        fi
+    fi
+fi
+
+if [ "$engine" = libfuzzer ]; then
+    echo "# libFuzzer via cargo fuzz (RUSTC_BOOTSTRAP=1), ${per} s per target"
+    for t in "${targets[@]}"; do
+        mkdir -p "$scratch/$t"
+        log=$scratch/$t.log
+        # New inputs go to the scratch directory; the committed corpus is only read.
+        if (cd "$root" && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$scratch/$t" "fuzz/corpus/$t" -- \
+            -max_total_time="$per" -print_final_stats=1 -artifact_prefix="$scratch/" \
+            >"$log" 2>&1); then
+            execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)
+            cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || true)
+            ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || true)
+            corpus=$(grep -o 'corp: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || true)
+            echo "ok - $t: ${execs:-?} executions in ${per} s, coverage ${cov:-?} edges, ${ft:-?} features, corpus ${corpus:-?}"
+        else
+            echo "not ok - $t (libFuzzer found a failure)"
+            grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -n 20 | sed 's/^/#   /'
+            ls "$scratch"/crash-* "$scratch"/leak-* "$scratch"/timeout-* 2>/dev/null | sed 's/^/#   artifact: /' || true
+            fail=1
+        fi
+    done
+else
+    echo "# stable runner (no libFuzzer): ${per} s per target"
+    for t in "${targets[@]}"; do
+        log=$scratch/$t.log
+        if (cd "$root/fuzz" && FUZZ_SECONDS=$per cargo test -q --no-default-features --release \
+            --test bounded -- --exact "$t" --nocapture --test-threads=1 >"$log" 2>&1); then
+            echo "ok - $(grep -o "^.*$t: .*" "$log" | sed "s/^.*\($t: \)/\1/" | head -n 1)"
+        else
+            echo "not ok - $t"
+            grep -E 'panicked|assert' "$log" | head -n 10 | sed 's/^/#   /'
+            fail=1
+        fi
+    done
+fi
+exit $fail
