@@ -75,6 +75,10 @@ for profile in conservative extended; do
     done
 done
 
+echo "== two readers, two cards"
+step "[2 cards] cargo test --test environment" \
+    "$harness" --cards 2 -- cargo test -q --locked --test environment -- --test-threads=1
+
 echo "== other suites"
 [ -x tests/package.sh ] && step "Debian package: build, install, use" bash tests/package.sh
 [ -x tests/fuzz.sh ] && step "fuzzing (short budget)" bash tests/fuzz.sh
