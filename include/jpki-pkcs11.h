@@ -47,11 +47,8 @@
  *                  not refused then (that would lock the user out).
  *                  No CKF_RNG, no CKF_PROTECTED_AUTHENTICATION_PATH, no clock.
  *   PINs are checked locally first: a PIN of the wrong length or character
- *   set never reaches the card, so it costs no try. C_Login answers
- *   CKR_PIN_INCORRECT for it (the specification reserves CKR_PIN_LEN_RANGE /
- *   CKR_PIN_INVALID for functions that set a PIN, such as C_SetPIN, which
- *   answers them for a malformed old or new PIN). CKU_SO is refused
- *   (CKR_USER_TYPE_INVALID).
+ *   set is refused (CKR_PIN_LEN_RANGE / CKR_PIN_INVALID) without reaching
+ *   the card, so it costs no try. CKU_SO is refused (CKR_USER_TYPE_INVALID).
  *   Read/write sessions are accepted; writes fail with CKR_TOKEN_WRITE_PROTECTED.
  *   The card forgets both PIN verifications at once: C_Logout on one token
  *   logs out both tokens of that card. C_SetPIN (read/write session) is not

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use robust::*;
 use cryptoki_sys::*;
 use jpki_pkcs11::core::{Error, Module};
+use robust::*;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)

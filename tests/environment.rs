@@ -15,9 +15,9 @@ use std::ffi::CString;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use robust::*;
 use cryptoki_sys::*;
 use jpki_pkcs11::core::{Error, Module};
+use robust::*;
 
 /// A logged-in session on `slot` and its private key.
 fn logged_in(m: &Module, slot: CK_SLOT_ID, pin: &[u8]) -> (CK_SESSION_HANDLE, CK_OBJECT_HANDLE) {

@@ -20,10 +20,10 @@ mod robust;
 
 use std::time::{Duration, Instant};
 
-use robust::*;
 use cryptoki_sys::*;
 use jpki_pkcs11::core::Module;
 use jpki_pkcs11::transport::pcsc::APDU_TIMEOUT;
+use robust::*;
 
 /// What the case does after arming the fault.
 #[derive(Clone, Copy, Debug, PartialEq)]

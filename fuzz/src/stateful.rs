@@ -114,8 +114,10 @@ const MECHS: [CK_MECHANISM_TYPE; 5] = [
 
 /// Every answer this target may ever see: no device errors (the card is faithful here), no
 /// general errors.
-const POSSIBLE: [CK_RV; 14] = [
+const POSSIBLE: [CK_RV; 16] = [
     CKR_OK,
+    CKR_PIN_LEN_RANGE,
+    CKR_PIN_INVALID,
     CKR_SESSION_HANDLE_INVALID,
     CKR_OPERATION_NOT_INITIALIZED,
     CKR_OPERATION_ACTIVE,
@@ -446,10 +448,17 @@ fn step(rig: &mut Rig, model: &mut Model, op: &Op) {
             let well_formed = matches!(pin, PinChoice::Right | PinChoice::Wrong)
                 || (kind == 1 && matches!(pin, PinChoice::LowerCase));
             let right = well_formed && !matches!(pin, PinChoice::Wrong);
+            // Malformed PINs never reach the card: a wrong length, or a character the card
+            // cannot hold (include/jpki-pkcs11.h).
+            let format_error = if pin_bytes.len() == 3 {
+                CKR_PIN_LEN_RANGE
+            } else {
+                CKR_PIN_INVALID
+            };
             let want = if context && !model.sign_ops.contains_key(&h) {
                 CKR_OPERATION_NOT_INITIALIZED
             } else if !well_formed {
-                CKR_PIN_INCORRECT
+                format_error
             } else if !context && model.module_logged[kind] {
                 CKR_USER_ALREADY_LOGGED_IN
             } else if context && !model.module_logged[kind] {

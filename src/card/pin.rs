@@ -24,12 +24,10 @@ use super::jpki::KeyKind;
 /// Why a PIN was refused before reaching the card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PinFormatError {
-    /// Wrong length (4 for the auth PIN, 6–16 for the signature password): CKR_PIN_LEN_RANGE
-    /// when a PIN is set, CKR_PIN_INCORRECT when one is presented (C_Login).
+    /// Wrong length (4 for the auth PIN, 6–16 for the signature password): CKR_PIN_LEN_RANGE.
     #[error("PIN length out of range")]
     Length,
-    /// A character the card cannot hold: CKR_PIN_INVALID when set, CKR_PIN_INCORRECT when
-    /// presented.
+    /// A character the card cannot hold: CKR_PIN_INVALID.
     #[error("PIN contains characters the card cannot hold")]
     Charset,
 }

@@ -524,10 +524,10 @@ impl Card {
     /// never reaches the card (no try is spent on it).
     pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
         self.check_present()?;
-        // A PIN that cannot be right is incorrect: PKCS#11 (2.40 and 3.0, "Function return
-        // values") reserves CKR_PIN_LEN_RANGE and CKR_PIN_INVALID for functions that *set* a
-        // PIN, and C_Login's list of return values names neither.
-        let pin = Pin::parse(kind, pin).map_err(|_| Error::PinIncorrect)?;
+        let pin = Pin::parse(kind, pin).map_err(|e| match e {
+            PinFormatError::Length => Error::PinLenRange,
+            PinFormatError::Charset => Error::PinInvalid,
+        })?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {

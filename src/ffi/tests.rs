@@ -240,7 +240,7 @@ fn slots_tokens_and_buffers() {
         let h = open(0);
         assert_eq!(C_CloseSession(h + 1000), CKR_SESSION_HANDLE_INVALID);
         assert_eq!(C_Login(h, CKU_USER, null_mut(), 0), CKR_ARGUMENTS_BAD);
-        assert_eq!(login(h, b"12"), CKR_PIN_INCORRECT);
+        assert_eq!(login(h, b"12"), CKR_PIN_LEN_RANGE);
         assert_eq!(C_GenerateRandom(h, null_mut(), 0), CKR_RANDOM_NO_RNG);
         assert_eq!(
             C_CreateObject(h, null_mut(), 0, null_mut()),

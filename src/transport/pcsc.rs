@@ -509,29 +509,42 @@ impl Transport for PcscTransport {
 
     /// `SCardStatus`: a round trip to pcscd, no APDU. It answers `SCARD_W_REMOVED_CARD` once
     /// the card is gone and `SCARD_W_RESET_CARD` after another client reset it.
+    /// Through the worker when there is one (pcsc-lite serialises the calls of one context, so
+    /// a status asked beside a stuck transmit would wait for it); a worker still stuck answers
+    /// `Timeout` at once, and the caller learns no more than before.
     fn status(&mut self) -> Result<(), TransportError> {
         if self.lost {
             // pcscd went away: the next `begin` reconnects and reports the reset.
             return Ok(());
         }
-        let Some(card) = self.card.as_mut() else {
-            return Ok(());
-        };
-        match card.status2_owned() {
-            Ok(_) => Ok(()),
-            Err(pcsc::Error::ResetCard) => {
-                reconnect(card);
-                self.atr = card_atr(card);
-                Err(TransportError::CardReset)
-            }
-            Err(e) => {
-                let error = map_error(e);
-                if error == TransportError::NoService {
-                    self.lost = true;
+        let PcscTransport {
+            link, atr, lost, ..
+        } = self;
+        let error = match link.as_mut() {
+            None => return Ok(()),
+            Some(Link::Inline(card)) => match card.status2_owned() {
+                Ok(_) => return Ok(()),
+                Err(pcsc::Error::ResetCard) => {
+                    reconnect(card);
+                    *atr = card_atr(card);
+                    TransportError::CardReset
                 }
-                Err(error)
-            }
+                Err(e) => map_error(e),
+            },
+            Some(Link::Worker(worker)) => match worker.status() {
+                Ok(()) => return Ok(()),
+                Err((e, new_atr)) => {
+                    if let Some(new_atr) = new_atr {
+                        *atr = new_atr;
+                    }
+                    e
+                }
+            },
+        };
+        if error == TransportError::NoService {
+            *lost = true;
         }
+        Err(error)
     }
 }
 
@@ -586,6 +599,8 @@ enum Job {
     Transmit(zeroize::Zeroizing<Vec<u8>>),
     /// `SCardEndTransaction(LeaveCard)`, if a transaction is open. No answer.
     End,
+    /// `SCardStatus` (no APDU); answered by [`Done::Status`].
+    Status,
 }
 
 /// What the worker answers.
@@ -593,6 +608,8 @@ enum Done {
     /// The transaction began, or why not (with the new ATR after a reset by another party).
     Begun(Result<(), (pcsc::Error, Option<Vec<u8>>)>),
     Transmitted(Result<Vec<u8>, pcsc::Error>),
+    /// The card is there and was not reset, or why not (with the new ATR after a reset).
+    Status(Result<(), (pcsc::Error, Option<Vec<u8>>)>),
 }
 
 /// The caller's side of a connection's worker thread.
@@ -642,6 +659,7 @@ impl Worker {
             Job::Begin => "SCardBeginTransaction",
             Job::Transmit(_) => "SCardTransmit",
             Job::End => "SCardEndTransaction",
+            Job::Status => "SCardStatus",
         };
         self.jobs.send(job).map_err(|_| worker_gone())?;
         self.pending += 1;
@@ -663,7 +681,7 @@ impl Worker {
         match self.call(Job::Begin, TRANSACTION_TIMEOUT) {
             Ok(Done::Begun(Ok(()))) => Ok(()),
             Ok(Done::Begun(Err((e, atr)))) => Err((map_error(e), atr)),
-            Ok(Done::Transmitted(_)) => Err((worker_gone(), None)),
+            Ok(_) => Err((worker_gone(), None)),
             Err(e) => {
                 // Should the transaction begin late, end it at once.
                 self.end();
@@ -676,7 +694,17 @@ impl Worker {
         let command = zeroize::Zeroizing::new(command.to_vec());
         match self.call(Job::Transmit(command), APDU_TIMEOUT)? {
             Done::Transmitted(result) => result.map_err(map_error),
-            Done::Begun(_) => Err(worker_gone()),
+            _ => Err(worker_gone()),
+        }
+    }
+
+    /// `SCardStatus` through the worker; on failure, the error and a new ATR after a reset.
+    fn status(&mut self) -> Result<(), (TransportError, Option<Vec<u8>>)> {
+        match self.call(Job::Status, APDU_TIMEOUT) {
+            Ok(Done::Status(Ok(()))) => Ok(()),
+            Ok(Done::Status(Err((e, atr)))) => Err((map_error(e), atr)),
+            Ok(_) => Err((worker_gone(), None)),
+            Err(e) => Err((e, None)),
         }
     }
 
@@ -734,6 +762,19 @@ fn serve_card(
                     break;
                 }
             }
+            Job::Status => {
+                let status = match card.status2_owned() {
+                    Ok(_) => Ok(()),
+                    Err(pcsc::Error::ResetCard) => {
+                        reconnect(&mut card);
+                        Err((pcsc::Error::ResetCard, Some(card_atr(&card))))
+                    }
+                    Err(e) => Err((e, None)),
+                };
+                if done.send(Done::Status(status)).is_err() {
+                    break;
+                }
+            }
             Job::End => {}
         }
     }
@@ -758,6 +799,10 @@ fn serve_transaction(
         let answer = match job {
             Job::End => break,
             Job::Begin => Done::Begun(Err((pcsc::Error::InvalidValue, None))),
+            Job::Status => Done::Status(match transaction.status2_owned() {
+                Ok(_) => Ok(()),
+                Err(e) => Err((e, None)),
+            }),
             Job::Transmit(command) => {
                 let mut buffer = zeroize::Zeroizing::new([0u8; RECEIVE_BUFFER]);
                 let sent = transaction.transmit(&command, &mut buffer[..]);
