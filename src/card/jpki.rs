@@ -388,9 +388,9 @@ impl Session<'_> {
     }
 
     /// READ BINARY of the first `le` bytes of EF `fid`, made the current EF: with the SFI form
-    /// `00 B0 (80|SFI) 00 Le` unless the card refused it before (no SELECT EF), else SELECT EF
-    /// + `00 B0 00 00 Le`. Returns the answer (status word as is) and whether the EF was made
-    /// current by the SFI form alone.
+    /// `00 B0 (80|SFI) 00 Le` unless the card refused it before (no SELECT EF), else with
+    /// SELECT EF and `00 B0 00 00 Le`. Returns the answer (status word as is) and whether the
+    /// EF was made current by the SFI form alone.
     fn read_start(&mut self, fid: u16, le: u16) -> Result<(Response, bool), CardError> {
         self.select_ap(false)?;
         if self.ef != Some(fid) && self.state.sfi.read != Support::No {
@@ -546,12 +546,15 @@ impl Session<'_> {
         }
     }
 
-    /// VERIFY `00 20 00 80 Lc pin` after SELECT of the PIN EF, or `00 20 00 (80|SFI) Lc pin`
-    /// alone once an empty VERIFY has shown that this card resolves that reference.
-    fn verify(&mut self, pin: &Pin) -> Result<(), CardError> {
+    /// VERIFY `00 20 00 80 Lc pin` after SELECT of the PIN EF, or, when `allow_sfi`,
+    /// `00 20 00 (80|SFI) Lc pin` alone once an empty VERIFY has shown that this card resolves
+    /// that reference. Without `allow_sfi` the PIN EF is the current EF afterwards (CHANGE
+    /// REFERENCE DATA `P2 = 80` needs it).
+    fn verify(&mut self, pin: &Pin, allow_sfi: bool) -> Result<(), CardError> {
         let key = pin.key();
         let mut answer = None;
-        if let Some(p2) = sfi_p(key.pin_ef()).filter(|_| self.state.sfi.verify == Support::Yes) {
+        let use_sfi = allow_sfi && self.state.sfi.verify == Support::Yes;
+        if let Some(p2) = sfi_p(key.pin_ef()).filter(|_| use_sfi) {
             self.select_ap(false)?;
             let command = Command::new(0x00, 0x20, 0x00, p2)
                 .with_data(pin.as_bytes())
@@ -775,7 +778,7 @@ impl JpkiCard {
     /// VERIFY the PIN (of the key the PIN belongs to). `PinIncorrect { tries_left }` on a
     /// wrong PIN, `PinBlocked` when no try is left.
     pub fn verify_pin(&mut self, pin: &Pin) -> Result<(), CardError> {
-        self.with_session(|s| s.verify(pin))
+        self.with_session(|s| s.verify(pin, true))
     }
 
     /// Signs a DER DigestInfo (1–245 bytes) with `key`; the card adds PKCS#1 v1.5 type-1
@@ -833,7 +836,8 @@ impl JpkiCard {
             ));
         }
         self.with_session(|s| {
-            s.verify(old)?;
+            // The classic VERIFY: CHANGE REFERENCE DATA with P2 = 80 acts on the current EF.
+            s.verify(old, false)?;
             let command = Command::new(0x00, 0x24, 0x01, 0x80)
                 .with_data(new.as_bytes())
                 .secret();

@@ -979,3 +979,24 @@ fn refused_sfi_verify_and_sign_fall_back() {
     assert_eq!(card.sfi_support().sign, Support::Yes);
     s.done();
 }
+
+#[test]
+fn change_pin_keeps_the_classic_verify_on_an_sfi_card() {
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(SfiSupport {
+        read: Support::Yes,
+        verify: Support::Yes,
+        sign: Support::Yes,
+    });
+    // CHANGE REFERENCE DATA (P2 = 80) needs the PIN EF current: SELECT it, VERIFY P2 = 80.
+    s.expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x0018))
+        .expect_ok("00 20 00 80 04 31 32 33 34")
+        .expect_ok("00 24 01 80 04 39 38 37 36");
+    let old = Pin::parse(KeyKind::Authentication, b"1234").unwrap();
+    let new = Pin::parse(KeyKind::Authentication, b"9876").unwrap();
+    assert_eq!(card.change_pin(&old, &new), Ok(()));
+    s.expect_ok(SELECT_AP); // logout on drop
+    drop(card);
+    s.done();
+}
