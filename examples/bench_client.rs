@@ -105,6 +105,7 @@ fn startup(module: &str) -> Res<()> {
     let init_ms = ms_since(t);
     pkcs11.get_library_info()?;
     let mut objects = 0usize;
+    let mut attr_errors = 0usize;
     for slot in pkcs11.get_all_slots()? {
         let info = pkcs11.get_slot_info(slot)?;
         if !info.token_present() {
@@ -141,13 +142,19 @@ fn startup(module: &str) -> Res<()> {
                 ]),
                 _ => {}
             }
-            session.get_attributes(object, &wanted)?;
+            // A module may refuse an attribute (OpenSC answers CKR_GENERAL_ERROR for the
+            // signature certificate's value before login): a browser goes on, so do we.
+            if let Err(e) = session.get_attributes(object, &wanted) {
+                eprintln!("bench_client: attributes of object {object}: {e}");
+                attr_errors += 1;
+            }
         }
     }
     let rss_after = rss_kib();
     pkcs11.finalize()?;
     println!(
-        "RESULT startup_detail init_ms={init_ms:.2} rss_kib={rss_after} rss_delta_kib={} objects={objects}",
+        "RESULT startup_detail init_ms={init_ms:.2} rss_kib={rss_after} rss_delta_kib={} \
+         objects={objects} attribute_errors={attr_errors}",
         rss_after.saturating_sub(rss_before)
     );
     Ok(())
