@@ -1000,3 +1000,74 @@ fn change_pin_keeps_the_classic_verify_on_an_sfi_card() {
     drop(card);
     s.done();
 }
+
+fn pss_probe(p2: u8) -> String {
+    format!("80 2A 04 {p2:02X} 21 {} 00", vec!["00"; 33].join(" "))
+}
+
+#[test]
+fn pss_probe_uses_the_sfi_form_on_an_sfi_card() {
+    let read_yes = SfiSupport {
+        read: Support::Yes,
+        ..SfiSupport::default()
+    };
+    // P1 = 04 and P2 = 97 both understood: one APDU, and signing with SFI is proven.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(read_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x69, 0x82]);
+    assert_eq!(card.pss_support(), Ok(true));
+    assert_eq!(card.sfi_support().sign, Support::Yes);
+    assert_eq!(card.apdus_sent(), 2);
+    s.done();
+    // A PSS signature then names the key too.
+    let hash = [0x11u8; PSS_HASH_LEN];
+    s.expect(
+        &format!("80 2A 04 97 20 {} 00", vec!["11"; 32].join(" ")),
+        &with_sw(&[9; 256], 0x9000),
+    );
+    assert_eq!(
+        card.sign_pss_sha256(KeyKind::Authentication, &hash),
+        Ok(vec![9; 256])
+    );
+    s.done();
+
+    // 6A86 to the SFI probe is ambiguous: the classic probe decides. PSS yes → SFI signing no.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(read_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x6A, 0x86])
+        .expect_ok(&select_ef(0x0017))
+        .expect(&pss_probe(0x80), &[0x67, 0x00]);
+    assert_eq!(card.pss_support(), Ok(true));
+    assert_eq!(card.sfi_support().sign, Support::No);
+    s.done();
+    // Both 6A86: no PSS; nothing learnt about SFI signing.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(read_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x6A, 0x86])
+        .expect_ok(&select_ef(0x0017))
+        .expect(&pss_probe(0x80), &[0x6A, 0x86]);
+    assert_eq!(card.pss_support(), Ok(false));
+    assert_eq!(card.sfi_support().sign, Support::Unknown);
+    s.done();
+    // SFI signing already proven: 6A86 can only mean "no P1 = 04".
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(SfiSupport {
+        read: Support::Yes,
+        verify: Support::Yes,
+        sign: Support::Yes,
+    });
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x6A, 0x86]);
+    assert_eq!(card.pss_support(), Ok(false));
+    s.done();
+    // A card without SFI: the classic probe only.
+    let (mut card, s) = Script::new();
+    s.expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x0017))
+        .expect(&pss_probe(0x80), &[0x69, 0x82]);
+    assert_eq!(card.pss_support(), Ok(true));
+    s.done();
+}
