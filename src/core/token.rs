@@ -431,7 +431,12 @@ impl Card {
     ) -> Result<Vec<ObjectHandle>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        self.load(&mut inner, kind, Files::for_template(kind, template))?;
+        let want = Files::for_template(kind, template);
+        log::trace!(
+            "search on {kind:?}: attribute types {:x?}, may read {want:?}",
+            template.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+        );
+        self.load(&mut inner, kind, want)?;
         Ok(inner.tokens[kind_index(kind)]
             .visible()
             .filter(|o| o.matches(template))
