@@ -7,6 +7,7 @@
 //!     pub fn new(transport: Box<dyn Transport>) -> Self;          // no card traffic
 //!     pub fn atr(&self) -> Vec<u8>;
 //!     pub fn apdus_sent(&self) -> u64;
+//!     pub fn sfi_support(&self) -> SfiSupport;                  // SFI forms learnt so far
 //!     pub fn is_jpki(&mut self) -> Result<bool, CardError>;      // SELECT JPKI AP answers 9000?
 //!     pub fn token_label(&mut self) -> Result<String, CardError>; // EF 0006, trimmed
 //!     pub fn read_certificate(&mut self, file: CertificateFile) -> Result<Vec<u8>, CardError>;
@@ -41,7 +42,8 @@
 //! - **The current EF is trusted only inside one transaction.** Between two of our
 //!   transactions, another PC/SC client may select another EF of the JPKI AP; this does not
 //!   clear the security state and cannot be detected, and trusting a stale EF could VERIFY
-//!   the wrong PIN or sign with the wrong key. So each operation selects its EF (once).
+//!   the wrong PIN or sign with the wrong key. So each operation selects its EF (once), or
+//!   names it in the command (SFI forms, below).
 //! - **The JPKI AP is trusted across transactions**, because re-selecting it *is* the logout
 //!   (it clears the security state, jpki-card.md §6): re-selecting it at the start of each
 //!   transaction would make every signature after a separate `C_Login` fail with 6982.
