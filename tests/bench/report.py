@@ -160,6 +160,12 @@ def main(argv):
             if len(line) == 3:
                 limits[(line[0], line[1])] = int(line[2])
     bad = list(failed)
+    measured = {(profile, seq) for (profile, module, _, seq) in rows if module == "jpki"}
+    if not measured:
+        bad.append("no measurement of our module at all")
+    for (profile, seq) in sorted(limits):
+        if profile in {p for p, _ in measured} and (profile, seq) not in measured:
+            bad.append(f"{profile} {seq}: recorded but not measured (the sequence failed to run?)")
     for (profile, module, lat, seq), v in sorted(rows.items()):
         if module != "jpki":
             continue

@@ -4,7 +4,7 @@
 #
 #   tests/bench/run.sh [--short] [--update] [--profile conservative|extended]...
 #
-#   --short    our module only, zero latency, one run per sequence: the CI check (< 1 min).
+#   --short    our module only, zero latency, one run per sequence: the CI check (seconds).
 #              Fails if any sequence's APDU count is above tests/bench/expected-apdus.txt.
 #   --update   (full mode) write the result tables into BENCHMARKS.md between its markers.
 #   --profile  virtual-card profile(s) to run (default: both).
@@ -16,7 +16,8 @@
 # start-up memory and C_Initialize time. Results: target/bench/results.{tsv,md}.
 #
 # The APDU-count check runs in both modes. Inside a harness already (JPKI_TEST_CONTROL set,
-# e.g. from tests/run-all.sh), only that harness's profile is measured.
+# e.g. `tests/harness/with-card.sh -- tests/bench/run.sh --short`), only that harness's profile is
+# measured. tests/run-all.sh calls it from outside: one harness per profile.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
