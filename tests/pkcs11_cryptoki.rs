@@ -2762,10 +2762,11 @@ fn card_reset_between_login_and_sign() {
 
 // ----- APDU counts (for the note; regressions fail) -----------------------------------------
 
-/// Upper bounds of the APDUs each step may cost: the values measured on both profiles (a
-/// fresh module, virtual-card certificates of real JPKI sizes). Breakdown:
-/// - slots + token info 11: SELECT AP (probe) + auth certificate (SELECT EF + 5 READ BINARY,
-///   for the token serial) + tries of each PIN (SELECT PIN EF + empty VERIFY, ×2);
+/// Upper bounds of the APDUs each step may cost: the values measured on each profile (a fresh
+/// module, virtual-card certificates of real JPKI sizes). Breakdown, conservative profile:
+/// - slots + token info 12: SELECT AP (probe) + auth certificate (one SFI READ BINARY the card
+///   refuses, then SELECT EF + 5 READ BINARY, for the token serial) + tries of each PIN
+///   (SELECT PIN EF + empty VERIFY, ×2);
 /// - everything on a token before login 7: its CA certificate (1306/1312 bytes, as real JPKI CA
 ///   certificates: SELECT EF + 6 READ BINARY);
 /// - login + sign 4: SELECT PIN EF + VERIFY + SELECT key EF + COMPUTE DIGITAL SIGNATURE; on
@@ -2773,20 +2774,53 @@ fn card_reset_between_login_and_sign() {
 ///   (SELECT EF + 6 READ BINARY), when the key is looked up;
 /// - a second signature 2: SELECT key EF + COMPUTE DIGITAL SIGNATURE;
 /// - searches and attribute reads after that: 0.
-const MAX_APDUS_SLOTS_AND_TOKEN_INFO: u64 = 11;
-const MAX_APDUS_FIND_ALL_AUTH: u64 = 7;
-const MAX_APDUS_FIND_ALL_SIGN: u64 = 7;
-const MAX_APDUS_LOGIN_SIGN_AUTH: u64 = 4;
-const MAX_APDUS_SECOND_SIGN_AUTH: u64 = 2;
-const MAX_APDUS_LOGIN_SIGN_SIGN: u64 = 11;
-const MAX_APDUS_SECOND_SIGN_SIGN: u64 = 2;
-const MAX_APDUS_FIND_ALL_SIGN_AFTER_LOGIN: u64 = 0;
+///
+/// Extended profile: the card takes the short-file-identifier forms, which name the EF in the
+/// command (card layer, "Short file identifiers"), so every SELECT EF above disappears and no
+/// probe is refused: 8, 6, 6, 2 (VERIFY + signature), 1, 8, 1, 0.
+struct ApduBounds {
+    slots_and_token_info: u64,
+    find_all_auth: u64,
+    find_all_sign: u64,
+    login_sign_auth: u64,
+    second_sign_auth: u64,
+    login_sign_sign: u64,
+    second_sign_sign: u64,
+    find_all_sign_after_login: u64,
+}
+
+fn apdu_bounds() -> ApduBounds {
+    if std::env::var("JPKI_TEST_PROFILE").is_ok_and(|p| p == "extended") {
+        ApduBounds {
+            slots_and_token_info: 8,
+            find_all_auth: 6,
+            find_all_sign: 6,
+            login_sign_auth: 2,
+            second_sign_auth: 1,
+            login_sign_sign: 8,
+            second_sign_sign: 1,
+            find_all_sign_after_login: 0,
+        }
+    } else {
+        ApduBounds {
+            slots_and_token_info: 12,
+            find_all_auth: 7,
+            find_all_sign: 7,
+            login_sign_auth: 4,
+            second_sign_auth: 2,
+            login_sign_sign: 11,
+            second_sign_sign: 2,
+            find_all_sign_after_login: 0,
+        }
+    }
+}
 
 #[test]
 fn apdu_counts() {
     let Some((_g, ctx)) = start() else { return };
     let raw = &ctx.raw;
     ctx.reinit(); // nothing cached
+    let bounds = apdu_bounds();
     let mut table = Vec::new();
     let mut step = |what: &str, max: u64, f: &mut dyn FnMut()| {
         let before = stats().apdus();
@@ -2826,7 +2860,7 @@ fn apdu_counts() {
     let (mut auth_s, mut sign_s) = (0, 0);
     step(
         "first C_GetSlotList + C_GetTokenInfo on both tokens",
-        MAX_APDUS_SLOTS_AND_TOKEN_INFO,
+        bounds.slots_and_token_info,
         &mut || {
             assert_eq!(raw.slot_list(true), Ok(vec![0, 1]));
             raw.token_info(AUTH_SLOT).expect("auth token info");
@@ -2835,7 +2869,7 @@ fn apdu_counts() {
     );
     step(
         "C_FindObjects over everything + attributes, auth token (before login)",
-        MAX_APDUS_FIND_ALL_AUTH,
+        bounds.find_all_auth,
         &mut || {
             auth_s = raw.open_ro(AUTH_SLOT);
             read_all(auth_s);
@@ -2843,7 +2877,7 @@ fn apdu_counts() {
     );
     step(
         "C_FindObjects over everything + attributes, sign token (before login)",
-        MAX_APDUS_FIND_ALL_SIGN,
+        bounds.find_all_sign,
         &mut || {
             sign_s = raw.open_ro(SIGN_SLOT);
             read_all(sign_s);
@@ -2853,14 +2887,14 @@ fn apdu_counts() {
         (
             auth_s,
             &AUTH,
-            MAX_APDUS_LOGIN_SIGN_AUTH,
-            MAX_APDUS_SECOND_SIGN_AUTH,
+            bounds.login_sign_auth,
+            bounds.second_sign_auth,
         ),
         (
             sign_s,
             &SIGN,
-            MAX_APDUS_LOGIN_SIGN_SIGN,
-            MAX_APDUS_SECOND_SIGN_SIGN,
+            bounds.login_sign_sign,
+            bounds.second_sign_sign,
         ),
     ] {
         let name = if t.slot == AUTH_SLOT { "auth" } else { "sign" };
@@ -2886,7 +2920,7 @@ fn apdu_counts() {
     }
     step(
         "C_FindObjects over everything + attributes, sign token (after login)",
-        MAX_APDUS_FIND_ALL_SIGN_AFTER_LOGIN,
+        bounds.find_all_sign_after_login,
         &mut || {
             read_all(sign_s);
         },

@@ -7,6 +7,7 @@
 //!     pub fn new(transport: Box<dyn Transport>) -> Self;          // no card traffic
 //!     pub fn atr(&self) -> Vec<u8>;
 //!     pub fn apdus_sent(&self) -> u64;
+//!     pub fn sfi_support(&self) -> SfiSupport;                  // SFI forms learnt so far
 //!     pub fn is_jpki(&mut self) -> Result<bool, CardError>;      // SELECT JPKI AP answers 9000?
 //!     pub fn token_label(&mut self) -> Result<String, CardError>; // EF 0006, trimmed
 //!     pub fn read_certificate(&mut self, file: CertificateFile) -> Result<Vec<u8>, CardError>;
@@ -24,15 +25,15 @@
 //!
 //! # What is sent (minimal traffic)
 //!
-//! | operation | APDUs (JPKI AP already selected) |
-//! |---|---|
-//! | `read_certificate` | SELECT EF + ⌈N/256⌉ READ BINARY (N = DER length; first read Le=00) |
-//! | `token_label` | SELECT EF 0006 + READ BINARY Le=20 |
-//! | `pin_tries_left` | SELECT PIN EF + empty VERIFY |
-//! | `verify_pin` | SELECT PIN EF + VERIFY |
-//! | `sign` | SELECT key EF + COMPUTE DIGITAL SIGNATURE |
-//! | `change_pin` | SELECT PIN EF + VERIFY old + CHANGE REFERENCE DATA |
-//! | `logout` | SELECT AP |
+//! | operation | APDUs (JPKI AP already selected) | with the SFI forms |
+//! |---|---|---|
+//! | `read_certificate` | SELECT EF + ⌈N/256⌉ READ BINARY (N = DER length; first read Le=00) | ⌈N/256⌉ READ BINARY |
+//! | `token_label` | SELECT EF 0006 + READ BINARY Le=20 | 1 READ BINARY |
+//! | `pin_tries_left` | SELECT PIN EF + empty VERIFY | 1 empty VERIFY |
+//! | `verify_pin` | SELECT PIN EF + VERIFY | 1 VERIFY |
+//! | `sign` | SELECT key EF + COMPUTE DIGITAL SIGNATURE | 1 COMPUTE DIGITAL SIGNATURE |
+//! | `change_pin` | SELECT PIN EF + VERIFY old + CHANGE REFERENCE DATA | (same) |
+//! | `logout` | SELECT AP | (same) |
 //!
 //! plus one SELECT AP the first time, and again after a reset or a transport error.
 //!
@@ -41,7 +42,8 @@
 //! - **The current EF is trusted only inside one transaction.** Between two of our
 //!   transactions, another PC/SC client may select another EF of the JPKI AP; this does not
 //!   clear the security state and cannot be detected, and trusting a stale EF could VERIFY
-//!   the wrong PIN or sign with the wrong key. So each operation selects its EF (once).
+//!   the wrong PIN or sign with the wrong key. So each operation selects its EF (once), or
+//!   names it in the command (SFI forms, below).
 //! - **The JPKI AP is trusted across transactions**, because re-selecting it *is* the logout
 //!   (it clears the security state, jpki-card.md §6): re-selecting it at the start of each
 //!   transaction would make every signature after a separate `C_Login` fail with 6982.
@@ -56,14 +58,40 @@
 //!   re-SELECT of the AP and one retry of the SELECT/READ — never of a VERIFY (no try is spent
 //!   twice) nor of a signature.
 //!
-//! # Extensions not yet used (hook)
+//! # Short file identifiers (SFI): detected, with a fallback
 //!
-//! Features seen on one source only ([1], jpki-card.md §4–6): SFI forms (`00 B0 80|SFI`,
-//! `00 20 00 80|SFI`, sign P2 = `80|SFI`) would save the SELECT EF of each operation. They need
-//! detection on a real card first. (P1 = 04, RSASSA-PSS, is used, with its detection: see
-//! `jpki/pss.rs`; the other applications of the card: `jpki/text.rs`.) When added, record them in
-//! [`SignatureScheme`] / a capabilities field filled by `is_jpki`, and branch in
-//! `Session::select_ef` and `JpkiCard::sign`; nothing else needs to change.
+//! One source ([1], MC, who probed a real card; jpki-card.md §4–6) reports forms that name the
+//! EF in the command itself and so save the SELECT EF: READ BINARY `00 B0 (80|SFI) off Le`
+//! (offset ≤ 255; the EF becomes the current EF, JICSAP Table 5, so the following chunks are
+//! plain READ BINARY), VERIFY `00 20 00 (80|SFI)`, and COMPUTE DIGITAL SIGNATURE
+//! `80 2A 00 (80|SFI)`. Every JPKI EF number (0001–001B) fits in 5 bits. Cards that lack them
+//! must keep working, and the detection must never spend a PIN try nor cost more than it saves,
+//! so each form is learnt per card (per [`JpkiCard`], i.e. per insertion and process) as
+//! [`Support::Unknown`] → `Yes`/`No`, only from commands that are harmless if refused:
+//!
+//! - **READ BINARY**: the first certificate (or label) read tries the SFI form. Data or 6982
+//!   (the card found the file and refused it before login) → `Yes`. A parameter/instruction
+//!   refusal (6A86, 6A81, 6B00, 6D00, 6E00, 6700, 6981, 6986, 6A88, 6985) → `No`, and the read
+//!   is done the classic way (SELECT EF, READ): one extra APDU, once per card and process. 6A82
+//!   is ambiguous (another client may have selected another AP): the classic path runs, and
+//!   only if its SELECT EF then succeeds without re-selecting the AP is the answer `No`. If a
+//!   later plain READ after an SFI read finds no current EF, the EF is selected and the read
+//!   repeated, and the form is marked `No`.
+//! - **VERIFY**: learnt only from the *empty* VERIFY (tries query: no data, so nothing is
+//!   compared and no try can be spent), and only on a card that already accepted SFI reads
+//!   (a card that refused them costs nothing more). 63Cx with x ≤ the maximum, or 6983/6984
+//!   → `Yes`; a refusal as above → `No` and the classic query. A VERIFY *with* a PIN uses the SFI
+//!   form only once the empty one has proven that this reference addresses a PIN counter;
+//!   should it still be refused with a parameter error (nothing compared), it falls back to
+//!   SELECT + VERIFY.
+//! - **COMPUTE DIGITAL SIGNATURE**: tried with the SFI form on a card that accepted SFI reads or
+//!   VERIFY (a refused signature command spends nothing: no counter is involved, and a
+//!   signature by an unexpected key would fail the module's check of every signature against
+//!   the certificate). A refusal → `No` and SELECT key EF + sign.
+//!
+//! After an SFI VERIFY or signature the current EF is treated as unknown (the specification
+//! does not say whether they change it). P1 = 04 (RSASSA-PSS) is used with its own detection:
+//! see `jpki/pss.rs`; the other applications of the card: `jpki/text.rs`.
 
 mod pss;
 mod text;
@@ -202,6 +230,55 @@ struct CardState {
     is_jpki: Option<bool>,
     /// Whether the card signs with RSASSA-PSS (P1 = 04), once probed or learnt (`pss.rs`).
     pss: Option<bool>,
+    /// What the card showed of the SFI forms (module documentation). Kept across resets: a
+    /// reset does not change what the card can do.
+    sfi: SfiSupport,
+}
+
+/// Whether a card accepts one command form, as learnt from its answers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Not tried yet.
+    #[default]
+    Unknown,
+    /// The card accepted it.
+    Yes,
+    /// The card refused it: use the classic form.
+    No,
+}
+
+/// What is known of the SFI forms of READ BINARY, VERIFY and COMPUTE DIGITAL SIGNATURE.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SfiSupport {
+    pub read: Support,
+    pub verify: Support,
+    pub sign: Support,
+}
+
+/// The short file identifier of a JPKI EF: P1/P2 = 80 | SFI. Every JPKI EF is in 0001–001E.
+fn sfi_p(fid: u16) -> Option<u8> {
+    u8::try_from(fid)
+        .ok()
+        .filter(|f| (1..=0x1E).contains(f))
+        .map(|f| 0x80 | f)
+}
+
+/// Answers by which a card refuses a command form (parameters or instruction), before acting
+/// on it: nothing was read, compared or signed.
+fn refuses_form(sw: StatusWord) -> bool {
+    matches!(
+        sw.0,
+        0x6A86 // incorrect P1-P2
+            | 0x6A81 // function not supported
+            | 0x6A88 // referenced data not found
+            | 0x6B00 // wrong parameters
+            | 0x6D00 // instruction not supported
+            | 0x6E00 // class not supported
+            | 0x6700 // wrong length
+            | 0x6981 // command incompatible with file structure
+            | 0x6985 // conditions of use not satisfied
+            | 0x6986 // command not allowed (no current EF)
+    )
 }
 
 impl CardState {
@@ -245,6 +322,8 @@ struct Session<'a> {
     ap_selected_here: bool,
     /// The current EF, known only within this transaction.
     ef: Option<u16>,
+    /// SELECT AP commands sent in this transaction (tells interference from a refused form).
+    ap_selects: u32,
 }
 
 impl Session<'_> {
@@ -262,6 +341,7 @@ impl Session<'_> {
         self.state.verified = 0;
         self.ef = None;
         let command = Command::new(0x00, 0xA4, 0x04, 0x0C).with_data(&JPKI_AID);
+        self.ap_selects += 1;
         let response = self.exchange(&command)?;
         match response.sw {
             StatusWord::OK => {
@@ -309,13 +389,60 @@ impl Session<'_> {
         self.exchange(&Command::new(0x00, 0xB0, hi, lo).with_le(le))
     }
 
-    /// Reads the DER object at the start of EF `fid`, in the fewest READ BINARY: Le=00 at
-    /// offset 0, then what the DER header says is left, in 256-byte chunks with the exact last
-    /// Le; never past the DER length.
-    fn read_der_file(&mut self, fid: u16) -> Result<Vec<u8>, CardError> {
+    /// READ BINARY of the first `le` bytes of EF `fid`, made the current EF: with the SFI form
+    /// `00 B0 (80|SFI) 00 Le` unless the card refused it before (no SELECT EF), else with
+    /// SELECT EF and `00 B0 00 00 Le`. Returns the answer (status word as is) and whether the
+    /// EF was made current by the SFI form alone.
+    fn read_start(&mut self, fid: u16, le: u16) -> Result<(Response, bool), CardError> {
+        self.select_ap(false)?;
+        if self.ef != Some(fid) && self.state.sfi.read != Support::No {
+            if let Some(p1) = sfi_p(fid) {
+                let response = self.exchange(&Command::new(0x00, 0xB0, p1, 0x00).with_le(le))?;
+                match response.sw {
+                    StatusWord::OK | StatusWord::END_OF_FILE => {
+                        self.state.sfi.read = Support::Yes;
+                        self.ef = Some(fid);
+                        return Ok((response, true));
+                    }
+                    StatusWord::SECURITY_STATUS => {
+                        // The card found the file and refused it before VERIFY.
+                        self.state.sfi.read = Support::Yes;
+                        self.ef = None;
+                        return Ok((response, true));
+                    }
+                    StatusWord::FILE_NOT_FOUND => {
+                        // Another AP selected by another client, or the form unknown: the
+                        // classic path tells. It refuses the form only if the EF is then found
+                        // without re-selecting the AP.
+                        let selects = self.ap_selects;
+                        self.select_ef(fid)?;
+                        if self.ap_selects == selects {
+                            log::debug!("READ BINARY with SFI answered 6A82 for EF {fid:04X}");
+                            self.state.sfi.read = Support::No;
+                        }
+                        return Ok((self.read_binary(0, le)?, false));
+                    }
+                    sw => {
+                        if !refuses_form(sw) {
+                            log::info!("READ BINARY with SFI: unexpected {sw}; not used");
+                        }
+                        log::debug!("READ BINARY with SFI refused ({sw}): SELECT EF instead");
+                        self.state.sfi.read = Support::No;
+                    }
+                }
+            }
+        }
         self.select_ef(fid)?;
+        Ok((self.read_binary(0, le)?, false))
+    }
+
+    /// Reads the DER object at the start of EF `fid`, in the fewest READ BINARY: Le=00 at
+    /// offset 0 (SFI form when the card takes it), then what the DER header says is left, in
+    /// 256-byte chunks with the exact last Le; never past the DER length.
+    fn read_der_file(&mut self, fid: u16) -> Result<Vec<u8>, CardError> {
         let mut buf: Vec<u8> = Vec::new();
         let mut total: Option<usize> = None;
+        let mut current_by_sfi = false;
         for _ in 0..MAX_READS {
             let want = match total {
                 None => 256,
@@ -325,7 +452,30 @@ impl Session<'_> {
                 return Ok(buf);
             }
             // `want` is 1..=256.
-            let response = self.read_binary(buf.len(), want as u16)?;
+            let response = if buf.is_empty() {
+                let (response, by_sfi) = self.read_start(fid, want as u16)?;
+                current_by_sfi = by_sfi;
+                response
+            } else {
+                let response = self.read_binary(buf.len(), want as u16)?;
+                if current_by_sfi
+                    && (refuses_form(response.sw) || response.sw == StatusWord::FILE_NOT_FOUND)
+                {
+                    // The SFI read did not make the EF current on this card: select it,
+                    // read again, and stop using the SFI form.
+                    log::debug!(
+                        "no current EF after an SFI read ({}): SELECT EF",
+                        response.sw
+                    );
+                    self.state.sfi.read = Support::No;
+                    current_by_sfi = false;
+                    self.ef = None;
+                    self.select_ef(fid)?;
+                    self.read_binary(buf.len(), want as u16)?
+                } else {
+                    response
+                }
+            };
             match response.sw {
                 StatusWord::OK | StatusWord::END_OF_FILE => {}
                 StatusWord::WRONG_OFFSET => {
@@ -355,8 +505,38 @@ impl Session<'_> {
         Err(CardError::MalformedResponse("too many READ BINARY"))
     }
 
-    /// Empty VERIFY (`00 20 00 80`): the tries left, no try spent.
+    /// Empty VERIFY (`00 20 00 80`, or `00 20 00 (80|SFI)` without the SELECT): the tries
+    /// left, no try spent. The SFI form is tried only on a card that took SFI reads, and is
+    /// learnt here (see the module documentation).
     fn tries_left(&mut self, key: KeyKind) -> Result<u8, CardError> {
+        let sfi = self.state.sfi;
+        let try_sfi = sfi.verify == Support::Yes
+            || (sfi.verify == Support::Unknown && sfi.read == Support::Yes);
+        if let Some(p2) = sfi_p(key.pin_ef()).filter(|_| try_sfi) {
+            self.select_ap(false)?;
+            let response = self.exchange(&Command::new(0x00, 0x20, 0x00, p2))?;
+            self.ef = None;
+            match response.sw {
+                StatusWord::DATA_BLOCKED | StatusWord::AUTH_BLOCKED => {
+                    self.state.sfi.verify = Support::Yes;
+                    return Ok(0);
+                }
+                // As for the classic form; 90 00 does not prove the reference is a counter.
+                StatusWord::OK => return Ok(key.max_tries()),
+                // Maybe another client's AP: the classic path tells, nothing learnt.
+                StatusWord::FILE_NOT_FOUND => {}
+                sw => match sw.tries_left() {
+                    Some(t) if t <= key.max_tries() => {
+                        self.state.sfi.verify = Support::Yes;
+                        return Ok(t);
+                    }
+                    _ => {
+                        log::debug!("empty VERIFY with SFI refused ({sw}): SELECT EF instead");
+                        self.state.sfi.verify = Support::No;
+                    }
+                },
+            }
+        }
         self.select_ef(key.pin_ef())?;
         let response = self.exchange(&Command::new(0x00, 0x20, 0x00, 0x80))?;
         match response.sw {
@@ -368,16 +548,44 @@ impl Session<'_> {
         }
     }
 
-    /// VERIFY `00 20 00 80 Lc pin` after SELECT of the PIN EF.
-    fn verify(&mut self, pin: &Pin) -> Result<(), CardError> {
+    /// VERIFY `00 20 00 80 Lc pin` after SELECT of the PIN EF, or, when `allow_sfi`,
+    /// `00 20 00 (80|SFI) Lc pin` alone once an empty VERIFY has shown that this card resolves
+    /// that reference. Without `allow_sfi` the PIN EF is the current EF afterwards (CHANGE
+    /// REFERENCE DATA `P2 = 80` needs it).
+    fn verify(&mut self, pin: &Pin, allow_sfi: bool) -> Result<(), CardError> {
         let key = pin.key();
-        self.select_ef(key.pin_ef())?;
-        let command = Command::new(0x00, 0x20, 0x00, 0x80)
-            .with_data(pin.as_bytes())
-            .secret();
-        let response = self.exchange(&command)?;
+        let mut answer = None;
+        let use_sfi = allow_sfi && self.state.sfi.verify == Support::Yes;
+        if let Some(p2) = sfi_p(key.pin_ef()).filter(|_| use_sfi) {
+            self.select_ap(false)?;
+            let command = Command::new(0x00, 0x20, 0x00, p2)
+                .with_data(pin.as_bytes())
+                .secret();
+            let response = self.exchange(&command)?;
+            self.ef = None;
+            if refuses_form(response.sw) {
+                // A parameter error: nothing was compared, no try spent.
+                log::debug!(
+                    "VERIFY with SFI refused ({}): SELECT EF instead",
+                    response.sw
+                );
+                self.state.sfi.verify = Support::No;
+            } else if response.sw != StatusWord::FILE_NOT_FOUND {
+                answer = Some(response.sw);
+            }
+        }
+        let sw = match answer {
+            Some(sw) => sw,
+            None => {
+                self.select_ef(key.pin_ef())?;
+                let command = Command::new(0x00, 0x20, 0x00, 0x80)
+                    .with_data(pin.as_bytes())
+                    .secret();
+                self.exchange(&command)?.sw
+            }
+        };
         self.state.verified &= !key.bit();
-        match response.sw {
+        match sw {
             StatusWord::OK => {
                 self.state.verified |= key.bit();
                 Ok(())
@@ -389,6 +597,20 @@ impl Session<'_> {
                 None => Err(CardError::UnexpectedStatus(sw.0)),
             },
         }
+    }
+
+    /// COMPUTE DIGITAL SIGNATURE `80 2A P1 P2 Lc data 00` with `P2` = 80 (the current EF) or
+    /// 80|SFI.
+    fn compute_signature(
+        &mut self,
+        scheme: SignatureScheme,
+        p2: u8,
+        data: &[u8],
+    ) -> Result<Response, CardError> {
+        let command = Command::new(0x80, 0x2A, scheme.p1(), p2)
+            .with_data(data)
+            .with_le(SIGNATURE_LEN as u16);
+        self.exchange(&command)
     }
 }
 
@@ -447,6 +669,17 @@ impl JpkiCard {
         self.state.verified & key.bit() != 0
     }
 
+    /// What the card has shown so far of the SFI forms (module documentation).
+    pub fn sfi_support(&self) -> SfiSupport {
+        self.state.sfi
+    }
+
+    /// Tests pinned to one command form set what is known beforehand.
+    #[cfg(test)]
+    pub(crate) fn assume_sfi(&mut self, sfi: SfiSupport) {
+        self.state.sfi = sfi;
+    }
+
     /// Runs `op` in one transaction, and forgets what a failure makes uncertain.
     fn with_session<T>(
         &mut self,
@@ -460,6 +693,7 @@ impl JpkiCard {
                     state: &mut *state,
                     ap_selected_here: false,
                     ef: None,
+                    ap_selects: 0,
                 };
                 op(&mut session)
             }
@@ -505,8 +739,7 @@ impl JpkiCard {
     /// (`JPKIAPICCTOKEN2` on a My Number Card).
     pub fn token_label(&mut self) -> Result<String, CardError> {
         self.with_session(|s| {
-            s.select_ef(EF_TOKEN_INFO)?;
-            let response = s.read_binary(0, TOKEN_LABEL_LEN)?;
+            let (response, _) = s.read_start(EF_TOKEN_INFO, TOKEN_LABEL_LEN)?;
             match response.sw {
                 StatusWord::OK | StatusWord::END_OF_FILE => {}
                 StatusWord::SECURITY_STATUS => return Err(CardError::SecurityStatusNotSatisfied),
@@ -554,7 +787,7 @@ impl JpkiCard {
     /// VERIFY the PIN (of the key the PIN belongs to). `PinIncorrect { tries_left }` on a
     /// wrong PIN, `PinBlocked` when no try is left.
     pub fn verify_pin(&mut self, pin: &Pin) -> Result<(), CardError> {
-        self.with_session(|s| s.verify(pin))
+        self.with_session(|s| s.verify(pin, true))
     }
 
     /// Signs a DER DigestInfo (1–245 bytes) with `key`; the card adds PKCS#1 v1.5 type-1
@@ -565,11 +798,34 @@ impl JpkiCard {
         }
         let scheme = SignatureScheme::Pkcs1V15DigestInfo;
         self.with_session(|s| {
-            s.select_ef(key.key_ef())?;
-            let command = Command::new(0x80, 0x2A, scheme.p1(), 0x80)
-                .with_data(digest_info)
-                .with_le(SIGNATURE_LEN as u16);
-            let response = s.exchange(&command)?;
+            let sfi = s.state.sfi;
+            let try_sfi =
+                sfi.sign != Support::No && (sfi.read == Support::Yes || sfi.verify == Support::Yes);
+            let mut answer = None;
+            if let Some(p2) = sfi_p(key.key_ef()).filter(|_| try_sfi) {
+                s.select_ap(false)?;
+                let response = s.compute_signature(scheme, p2, digest_info)?;
+                s.ef = None;
+                if refuses_form(response.sw) {
+                    log::debug!(
+                        "signing with SFI refused ({}): SELECT EF instead",
+                        response.sw
+                    );
+                    s.state.sfi.sign = Support::No;
+                } else if response.sw != StatusWord::FILE_NOT_FOUND {
+                    if matches!(response.sw, StatusWord::OK | StatusWord::SECURITY_STATUS) {
+                        s.state.sfi.sign = Support::Yes;
+                    }
+                    answer = Some(response);
+                }
+            }
+            let response = match answer {
+                Some(r) => r,
+                None => {
+                    s.select_ef(key.key_ef())?;
+                    s.compute_signature(scheme, 0x80, digest_info)?
+                }
+            };
             match response.sw {
                 StatusWord::OK if response.data.len() == SIGNATURE_LEN => Ok(response.data),
                 StatusWord::OK => Err(CardError::MalformedResponse("signature of wrong length")),
@@ -589,7 +845,8 @@ impl JpkiCard {
             ));
         }
         self.with_session(|s| {
-            s.verify(old)?;
+            // The classic VERIFY: CHANGE REFERENCE DATA with P2 = 80 acts on the current EF.
+            s.verify(old, false)?;
             let command = Command::new(0x00, 0x24, 0x01, 0x80)
                 .with_data(new.as_bytes())
                 .secret();

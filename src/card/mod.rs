@@ -9,7 +9,8 @@ pub mod pin;
 
 pub use error::CardError;
 pub use jpki::{
-    Application, CardFaceInfo, CertificateFile, JpkiCard, KenhojoPin, KeyKind, Sex, PSS_HASH_LEN,
+    Application, CardFaceInfo, CertificateFile, JpkiCard, KenhojoPin, KeyKind, Sex, SfiSupport,
+    Support, PSS_HASH_LEN,
 };
 pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
 

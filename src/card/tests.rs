@@ -31,8 +31,23 @@ struct Script {
     card: SimulatedCard,
 }
 
+/// A card known to refuse the SFI forms: the classic sequences (SELECT EF, then the command).
+const NO_SFI: SfiSupport = SfiSupport {
+    read: Support::No,
+    verify: Support::No,
+    sign: Support::No,
+};
+
 impl Script {
+    /// A card whose SFI support is already known to be absent (classic sequences).
     fn new() -> (JpkiCard, Script) {
+        let (mut card, script) = Script::fresh();
+        card.assume_sfi(NO_SFI);
+        (card, script)
+    }
+
+    /// A card seen for the first time: nothing known of the SFI forms.
+    fn fresh() -> (JpkiCard, Script) {
         let steps: Steps = Arc::default();
         let s2 = Arc::clone(&steps);
         let transport = InProcessTransport::new(hex("3B E0 00 FF 81 31 FE 45 14"), move |cmd| {
@@ -647,5 +662,412 @@ fn wrong_le_is_repaired() {
         card.read_certificate(CertificateFile::Authentication),
         Ok(file)
     );
+    s.done();
+}
+
+// ---- SFI forms: detection and fallback ------------------------------------------------------
+
+/// READ BINARY with SFI at offset 0.
+fn read_sfi(fid: u16, le: u16) -> String {
+    format!(
+        "00 B0 {:02X} 00 {:02X}",
+        0x80 | fid,
+        if le == 256 { 0 } else { le }
+    )
+}
+
+fn sign_command(p2: u8) -> String {
+    let di = digest_info();
+    format!(
+        "80 2A 00 {p2:02X} 33 {} 00",
+        di.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// Expects the reads of `file` when its first chunk comes through the SFI form.
+fn expect_cert_reads_sfi(s: &Script, fid: u16, file: &[u8]) {
+    let first = file.len().min(256);
+    s.expect(&read_sfi(fid, 256), &with_sw(&file[..first], 0x9000));
+    let mut offset = first;
+    while offset < file.len() {
+        let le = (file.len() - offset).min(256);
+        s.expect(
+            &read(offset, le as u16),
+            &with_sw(&file[offset..offset + le], 0x9000),
+        );
+        offset += le;
+    }
+}
+
+#[test]
+fn card_with_sfi_needs_no_select_ef() {
+    let (mut card, s) = Script::fresh();
+    let auth = cert(600);
+    let ca = cert(1300);
+    s.expect_ok(SELECT_AP);
+    expect_cert_reads_sfi(&s, 0x000A, &auth);
+    assert_eq!(
+        card.read_certificate(CertificateFile::Authentication),
+        Ok(auth.clone())
+    );
+    assert_eq!(card.apdus_sent(), 1 + 3);
+    assert_eq!(card.sfi_support().read, Support::Yes);
+    s.done();
+    expect_cert_reads_sfi(&s, 0x000B, &ca);
+    assert_eq!(
+        card.read_certificate(CertificateFile::AuthenticationCa),
+        Ok(ca)
+    );
+    s.done();
+    // The signature certificate before login: one APDU, the card found the file.
+    s.expect(&read_sfi(0x0001, 256), &[0x69, 0x82]);
+    assert_eq!(
+        card.read_certificate(CertificateFile::Signature),
+        Err(CardError::SecurityStatusNotSatisfied)
+    );
+    s.done();
+    // Tries: the empty VERIFY with SFI proves the reference; then VERIFY and sign alone.
+    s.expect("00 20 00 98", &[0x63, 0xC3]);
+    assert_eq!(card.pin_tries_left(KeyKind::Authentication), Ok(3));
+    assert_eq!(card.sfi_support().verify, Support::Yes);
+    s.expect("00 20 00 9B", &[0x63, 0xC4]);
+    assert_eq!(card.pin_tries_left(KeyKind::Signature), Ok(4));
+    s.expect_ok("00 20 00 98 04 31 32 33 34");
+    let pin = Pin::parse(KeyKind::Authentication, b"1234").unwrap();
+    assert_eq!(card.verify_pin(&pin), Ok(()));
+    s.expect(&sign_command(0x97), &with_sw(&[0x5A; 256], 0x9000));
+    assert_eq!(
+        card.sign(KeyKind::Authentication, &digest_info()),
+        Ok(vec![0x5A; 256])
+    );
+    assert_eq!(card.sfi_support().sign, Support::Yes);
+    s.done();
+    let before = card.apdus_sent();
+    s.expect(&sign_command(0x97), &with_sw(&[0x5B; 256], 0x9000));
+    assert_eq!(
+        card.sign(KeyKind::Authentication, &digest_info()),
+        Ok(vec![0x5B; 256])
+    );
+    assert_eq!(card.apdus_sent() - before, 1);
+    s.done();
+    // A wrong PIN through the SFI form: counted once, no fallback (the card compared it).
+    s.expect("00 20 00 98 04 39 39 39 39", &[0x63, 0xC2]);
+    let wrong = Pin::parse(KeyKind::Authentication, b"9999").unwrap();
+    assert_eq!(
+        card.verify_pin(&wrong),
+        Err(CardError::PinIncorrect { tries_left: 2 })
+    );
+    s.done();
+    // The label through SFI too.
+    let mut label = b"JPKIAPICCTOKEN2".to_vec();
+    label.resize(32, b' ');
+    s.expect("00 B0 86 00 20", &with_sw(&label, 0x9000));
+    assert_eq!(card.token_label().as_deref(), Ok("JPKIAPICCTOKEN2"));
+    s.done();
+}
+
+#[test]
+fn card_without_sfi_costs_one_apdu_once() {
+    for refusal in [0x6A86u16, 0x6D00, 0x6B00, 0x6E00, 0x6A81, 0x6986] {
+        let (mut card, s) = Script::fresh();
+        let file = cert(600);
+        s.expect_ok(SELECT_AP)
+            .expect(&read_sfi(0x000A, 256), &refusal.to_be_bytes())
+            .expect_ok(&select_ef(0x000A));
+        expect_cert_reads(&s, &file);
+        assert_eq!(
+            card.read_certificate(CertificateFile::Authentication),
+            Ok(file.clone())
+        );
+        assert_eq!(card.sfi_support().read, Support::No, "{refusal:04X}");
+        s.done();
+        // From now on only the classic forms: no probe of VERIFY or signing either.
+        s.expect_ok(&select_ef(0x000B));
+        expect_cert_reads(&s, &file);
+        assert_eq!(
+            card.read_certificate(CertificateFile::AuthenticationCa),
+            Ok(file)
+        );
+        s.expect_ok(&select_ef(0x0018))
+            .expect("00 20 00 80", &[0x63, 0xC3]);
+        assert_eq!(card.pin_tries_left(KeyKind::Authentication), Ok(3));
+        s.expect_ok(&select_ef(0x0018))
+            .expect_ok("00 20 00 80 04 31 32 33 34");
+        let pin = Pin::parse(KeyKind::Authentication, b"1234").unwrap();
+        assert_eq!(card.verify_pin(&pin), Ok(()));
+        s.expect_ok(&select_ef(0x0017))
+            .expect(&sign_command(0x80), &with_sw(&[1; 256], 0x9000));
+        assert_eq!(
+            card.sign(KeyKind::Authentication, &digest_info()),
+            Ok(vec![1; 256])
+        );
+        s.done();
+        assert_eq!(
+            card.sfi_support(),
+            SfiSupport {
+                read: Support::No,
+                verify: Support::Unknown,
+                sign: Support::Unknown
+            }
+        );
+        s.expect_ok(SELECT_AP); // logout on drop
+        drop(card);
+        s.done();
+    }
+}
+
+#[test]
+fn sfi_6a82_is_not_taken_for_a_refusal_when_the_ap_was_lost() {
+    // Another client selected another AP: SFI and SELECT EF both answer 6A82, the AP is
+    // selected again and the classic read succeeds. Nothing is concluded about SFI.
+    let (mut card, s) = Script::fresh();
+    s.expect_ok(SELECT_AP);
+    assert_eq!(card.is_jpki(), Ok(true));
+    s.done();
+    let file = cert(300);
+    s.expect(&read_sfi(0x000A, 256), &[0x6A, 0x82])
+        .expect(&select_ef(0x000A), &[0x6A, 0x82])
+        .expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x000A));
+    expect_cert_reads(&s, &file);
+    assert_eq!(
+        card.read_certificate(CertificateFile::Authentication),
+        Ok(file.clone())
+    );
+    assert_eq!(card.sfi_support().read, Support::Unknown);
+    s.done();
+    // A card that answers 6A82 to the SFI form of a file that SELECT finds: refused.
+    s.expect(&read_sfi(0x000B, 256), &[0x6A, 0x82])
+        .expect_ok(&select_ef(0x000B));
+    expect_cert_reads(&s, &file);
+    assert_eq!(
+        card.read_certificate(CertificateFile::AuthenticationCa),
+        Ok(file)
+    );
+    assert_eq!(card.sfi_support().read, Support::No);
+    s.done();
+    // A file absent from the card (6A82 twice, the AP selected in this transaction): not found.
+    let (mut card, s) = Script::fresh();
+    s.expect_ok(SELECT_AP)
+        .expect(&read_sfi(0x0001, 256), &[0x6A, 0x82])
+        .expect(&select_ef(0x0001), &[0x6A, 0x82]);
+    assert_eq!(
+        card.read_certificate(CertificateFile::Signature),
+        Err(CardError::FileNotFound)
+    );
+    assert_eq!(card.sfi_support().read, Support::Unknown);
+    s.done();
+}
+
+#[test]
+fn no_current_ef_after_an_sfi_read_selects_it() {
+    let (mut card, s) = Script::fresh();
+    let file = cert(400);
+    s.expect_ok(SELECT_AP)
+        .expect(&read_sfi(0x000A, 256), &with_sw(&file[..256], 0x9000))
+        .expect(&read(256, 144), &[0x69, 0x86])
+        .expect_ok(&select_ef(0x000A))
+        .expect(&read(256, 144), &with_sw(&file[256..], 0x9000));
+    assert_eq!(
+        card.read_certificate(CertificateFile::Authentication),
+        Ok(file)
+    );
+    assert_eq!(card.sfi_support().read, Support::No);
+    s.done();
+}
+
+#[test]
+fn sfi_verify_is_learnt_only_from_the_empty_verify() {
+    let yes_read = SfiSupport {
+        read: Support::Yes,
+        ..SfiSupport::default()
+    };
+    // SFI reads known, VERIFY not: a login uses the classic form (never a PIN to probe).
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(yes_read);
+    s.expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x0018))
+        .expect_ok("00 20 00 80 04 31 32 33 34");
+    let pin = Pin::parse(KeyKind::Authentication, b"1234").unwrap();
+    assert_eq!(card.verify_pin(&pin), Ok(()));
+    assert_eq!(card.sfi_support().verify, Support::Unknown);
+    s.expect_ok(SELECT_AP); // logout on drop
+    drop(card);
+    s.done();
+    // The empty VERIFY refused, or answering a counter above the maximum: not used.
+    for answer in [[0x6A, 0x86], [0x6A, 0x88], [0x63, 0xC9]] {
+        let (mut card, s) = Script::fresh();
+        card.assume_sfi(yes_read);
+        s.expect_ok(SELECT_AP)
+            .expect("00 20 00 98", &answer)
+            .expect_ok(&select_ef(0x0018))
+            .expect("00 20 00 80", &[0x63, 0xC3]);
+        assert_eq!(card.pin_tries_left(KeyKind::Authentication), Ok(3));
+        assert_eq!(card.sfi_support().verify, Support::No, "{answer:02X?}");
+        s.expect_ok(&select_ef(0x0018))
+            .expect_ok("00 20 00 80 04 31 32 33 34");
+        assert_eq!(card.verify_pin(&pin), Ok(()));
+        s.expect_ok(SELECT_AP); // logout on drop
+        drop(card);
+        s.done();
+    }
+    // A blocked PIN answers 6984 to the empty VERIFY: the reference resolved.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(yes_read);
+    s.expect_ok(SELECT_AP).expect("00 20 00 9B", &[0x69, 0x84]);
+    assert_eq!(card.pin_tries_left(KeyKind::Signature), Ok(0));
+    assert_eq!(card.sfi_support().verify, Support::Yes);
+    s.done();
+    // Without SFI reads known, no SFI query at all.
+    let (mut card, s) = Script::fresh();
+    s.expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x0018))
+        .expect("00 20 00 80", &[0x63, 0xC3]);
+    assert_eq!(card.pin_tries_left(KeyKind::Authentication), Ok(3));
+    assert_eq!(card.sfi_support(), SfiSupport::default());
+    s.done();
+}
+
+#[test]
+fn refused_sfi_verify_and_sign_fall_back() {
+    let all_yes = SfiSupport {
+        read: Support::Yes,
+        verify: Support::Yes,
+        sign: Support::Unknown,
+    };
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(all_yes);
+    // A parameter error: nothing compared; the classic VERIFY follows.
+    s.expect_ok(SELECT_AP)
+        .expect("00 20 00 98 04 31 32 33 34", &[0x6A, 0x86])
+        .expect_ok(&select_ef(0x0018))
+        .expect_ok("00 20 00 80 04 31 32 33 34");
+    let pin = Pin::parse(KeyKind::Authentication, b"1234").unwrap();
+    assert_eq!(card.verify_pin(&pin), Ok(()));
+    assert_eq!(card.sfi_support().verify, Support::No);
+    s.done();
+    // Signing with SFI refused: SELECT key EF and sign; then classic only.
+    s.expect(&sign_command(0x97), &[0x6A, 0x86])
+        .expect_ok(&select_ef(0x0017))
+        .expect(&sign_command(0x80), &with_sw(&[2; 256], 0x9000));
+    assert_eq!(
+        card.sign(KeyKind::Authentication, &digest_info()),
+        Ok(vec![2; 256])
+    );
+    assert_eq!(card.sfi_support().sign, Support::No);
+    s.expect_ok(&select_ef(0x0017))
+        .expect(&sign_command(0x80), &with_sw(&[3; 256], 0x9000));
+    assert_eq!(
+        card.sign(KeyKind::Authentication, &digest_info()),
+        Ok(vec![3; 256])
+    );
+    s.expect_ok(SELECT_AP); // logout on drop
+    drop(card);
+    s.done();
+    // Signing with SFI before login: 6982 is the card's verdict, not a refusal of the form.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(all_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&sign_command(0x9A), &[0x69, 0x82]);
+    assert_eq!(
+        card.sign(KeyKind::Signature, &digest_info()),
+        Err(CardError::SecurityStatusNotSatisfied)
+    );
+    assert_eq!(card.sfi_support().sign, Support::Yes);
+    s.done();
+}
+
+#[test]
+fn change_pin_keeps_the_classic_verify_on_an_sfi_card() {
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(SfiSupport {
+        read: Support::Yes,
+        verify: Support::Yes,
+        sign: Support::Yes,
+    });
+    // CHANGE REFERENCE DATA (P2 = 80) needs the PIN EF current: SELECT it, VERIFY P2 = 80.
+    s.expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x0018))
+        .expect_ok("00 20 00 80 04 31 32 33 34")
+        .expect_ok("00 24 01 80 04 39 38 37 36");
+    let old = Pin::parse(KeyKind::Authentication, b"1234").unwrap();
+    let new = Pin::parse(KeyKind::Authentication, b"9876").unwrap();
+    assert_eq!(card.change_pin(&old, &new), Ok(()));
+    s.expect_ok(SELECT_AP); // logout on drop
+    drop(card);
+    s.done();
+}
+
+fn pss_probe(p2: u8) -> String {
+    format!("80 2A 04 {p2:02X} 21 {} 00", vec!["00"; 33].join(" "))
+}
+
+#[test]
+fn pss_probe_uses_the_sfi_form_on_an_sfi_card() {
+    let read_yes = SfiSupport {
+        read: Support::Yes,
+        ..SfiSupport::default()
+    };
+    // P1 = 04 and P2 = 97 both understood: one APDU, and signing with SFI is proven.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(read_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x69, 0x82]);
+    assert_eq!(card.pss_support(), Ok(true));
+    assert_eq!(card.sfi_support().sign, Support::Yes);
+    assert_eq!(card.apdus_sent(), 2);
+    s.done();
+    // A PSS signature then names the key too.
+    let hash = [0x11u8; PSS_HASH_LEN];
+    s.expect(
+        &format!("80 2A 04 97 20 {} 00", vec!["11"; 32].join(" ")),
+        &with_sw(&[9; 256], 0x9000),
+    );
+    assert_eq!(
+        card.sign_pss_sha256(KeyKind::Authentication, &hash),
+        Ok(vec![9; 256])
+    );
+    s.done();
+
+    // 6A86 to the SFI probe is ambiguous: the classic probe decides. PSS yes → SFI signing no.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(read_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x6A, 0x86])
+        .expect_ok(&select_ef(0x0017))
+        .expect(&pss_probe(0x80), &[0x67, 0x00]);
+    assert_eq!(card.pss_support(), Ok(true));
+    assert_eq!(card.sfi_support().sign, Support::No);
+    s.done();
+    // Both 6A86: no PSS; nothing learnt about SFI signing.
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(read_yes);
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x6A, 0x86])
+        .expect_ok(&select_ef(0x0017))
+        .expect(&pss_probe(0x80), &[0x6A, 0x86]);
+    assert_eq!(card.pss_support(), Ok(false));
+    assert_eq!(card.sfi_support().sign, Support::Unknown);
+    s.done();
+    // SFI signing already proven: 6A86 can only mean "no P1 = 04".
+    let (mut card, s) = Script::fresh();
+    card.assume_sfi(SfiSupport {
+        read: Support::Yes,
+        verify: Support::Yes,
+        sign: Support::Yes,
+    });
+    s.expect_ok(SELECT_AP)
+        .expect(&pss_probe(0x97), &[0x6A, 0x86]);
+    assert_eq!(card.pss_support(), Ok(false));
+    s.done();
+    // A card without SFI: the classic probe only.
+    let (mut card, s) = Script::new();
+    s.expect_ok(SELECT_AP)
+        .expect_ok(&select_ef(0x0017))
+        .expect(&pss_probe(0x80), &[0x69, 0x82]);
+    assert_eq!(card.pss_support(), Ok(true));
     s.done();
 }

@@ -15,10 +15,11 @@ use super::*;
 use crate::transport::in_process::{InProcessTransport, SimulatedCard};
 
 fn virtual_card() -> (JpkiCard, Arc<Mutex<VirtualCard>>, SimulatedCard) {
-    let vc = Arc::new(Mutex::new(VirtualCard::new(
-        test_state(),
-        Profile::Conservative,
-    )));
+    virtual_card_with(Profile::Conservative)
+}
+
+fn virtual_card_with(profile: Profile) -> (JpkiCard, Arc<Mutex<VirtualCard>>, SimulatedCard) {
+    let vc = Arc::new(Mutex::new(VirtualCard::new(test_state(), profile)));
     let atr = vc.lock().power_on();
     let (v1, v2) = (Arc::clone(&vc), Arc::clone(&vc));
     let transport = InProcessTransport::new(atr, move |apdu| v1.lock().process_apdu(apdu))
@@ -57,29 +58,118 @@ fn sign_password() -> Pin {
 
 #[test]
 fn reads_public_certificates_and_label() {
-    let (mut card, vc, _) = virtual_card();
-    assert_eq!(card.is_jpki(), Ok(true));
-    let state = vc.lock().state().clone();
-    let expected = [
-        (CertificateFile::Authentication, state.auth_certificate()),
-        (
-            CertificateFile::AuthenticationCa,
-            state.auth_ca_certificate(),
-        ),
-        (CertificateFile::SignatureCa, state.sign_ca_certificate()),
-    ];
-    for (file, der) in expected {
-        let before = card.apdus_sent();
-        assert_eq!(card.read_certificate(file).as_deref(), Ok(der), "{file:?}");
-        let sent = card.apdus_sent() - before;
-        assert_eq!(sent as usize, 1 + der.len().div_ceil(256), "{file:?}");
-        x509_cert::Certificate::from_der(der).unwrap();
+    for profile in [Profile::Conservative, Profile::Extended] {
+        let (mut card, vc, _) = virtual_card_with(profile);
+        assert_eq!(card.is_jpki(), Ok(true));
+        let state = vc.lock().state().clone();
+        let expected = [
+            (CertificateFile::Authentication, state.auth_certificate()),
+            (
+                CertificateFile::AuthenticationCa,
+                state.auth_ca_certificate(),
+            ),
+            (CertificateFile::SignatureCa, state.sign_ca_certificate()),
+        ];
+        for (i, (file, der)) in expected.into_iter().enumerate() {
+            let before = card.apdus_sent();
+            assert_eq!(card.read_certificate(file).as_deref(), Ok(der), "{file:?}");
+            let sent = card.apdus_sent() - before;
+            let reads = der.len().div_ceil(256);
+            let want = match profile {
+                // The SFI form names the EF: no SELECT EF.
+                Profile::Extended => reads,
+                // The first read tries the SFI form once (refused), then SELECT EF each time.
+                Profile::Conservative if i == 0 => 2 + reads,
+                Profile::Conservative => 1 + reads,
+            };
+            assert_eq!(sent as usize, want, "{profile:?} {file:?}");
+            x509_cert::Certificate::from_der(der).unwrap();
+        }
+        assert_eq!(card.token_label().as_deref(), Ok("JPKIAPICCTOKEN2"));
+        assert_eq!(
+            card.read_certificate(CertificateFile::Signature),
+            Err(CardError::SecurityStatusNotSatisfied)
+        );
+        let sfi = card.sfi_support();
+        let expected = match profile {
+            Profile::Extended => Support::Yes,
+            Profile::Conservative => Support::No,
+        };
+        assert_eq!(sfi.read, expected);
     }
-    assert_eq!(card.token_label().as_deref(), Ok("JPKIAPICCTOKEN2"));
-    assert_eq!(
-        card.read_certificate(CertificateFile::Signature),
-        Err(CardError::SecurityStatusNotSatisfied)
-    );
+}
+
+/// The whole life of a login on both profiles, APDU by APDU: with the SFI forms every
+/// operation is one command; without them, SELECT EF + the command, and the one refused probe.
+#[test]
+fn fewest_apdus_on_both_profiles() {
+    for profile in [Profile::Conservative, Profile::Extended] {
+        let (mut card, vc, _) = virtual_card_with(profile);
+        let state = vc.lock().state().clone();
+        let ext = profile == Profile::Extended;
+        let count = |card: &JpkiCard, before: u64| card.apdus_sent() - before;
+        let b = card.apdus_sent();
+        let auth = card
+            .read_certificate(CertificateFile::Authentication)
+            .unwrap();
+        let reads = auth.len().div_ceil(256) as u64;
+        // SELECT AP + reads (+ refused probe + SELECT EF without SFI).
+        assert_eq!(count(&card, b), 1 + reads + if ext { 0 } else { 2 });
+        for key in [KeyKind::Authentication, KeyKind::Signature] {
+            let b = card.apdus_sent();
+            assert_eq!(card.pin_tries_left(key), Ok(key.max_tries()));
+            assert_eq!(
+                count(&card, b),
+                if ext { 1 } else { 2 },
+                "{profile:?} {key:?}"
+            );
+        }
+        let b = card.apdus_sent();
+        assert_eq!(card.verify_pin(&auth_pin()), Ok(()));
+        assert_eq!(count(&card, b), if ext { 1 } else { 2 });
+        let (di, hash) = sha256_digest_info(b"fewest");
+        for _ in 0..3 {
+            let b = card.apdus_sent();
+            let sig = card.sign(KeyKind::Authentication, &di).unwrap();
+            assert_eq!(count(&card, b), if ext { 1 } else { 2 });
+            public_key(state.auth_certificate())
+                .verify(Pkcs1v15Sign::new::<Sha256>(), &hash, &sig)
+                .unwrap();
+        }
+        // The signature key, its certificate after the password.
+        let b = card.apdus_sent();
+        assert_eq!(card.verify_pin(&sign_password()), Ok(()));
+        let sign_cert = card.read_certificate(CertificateFile::Signature).unwrap();
+        let sig = card.sign(KeyKind::Signature, &di).unwrap();
+        let reads = sign_cert.len().div_ceil(256) as u64;
+        assert_eq!(
+            count(&card, b),
+            if ext {
+                1 + reads + 1
+            } else {
+                2 + 1 + reads + 2
+            }
+        );
+        public_key(&sign_cert)
+            .verify(Pkcs1v15Sign::new::<Sha256>(), &hash, &sig)
+            .unwrap();
+        let expected = if ext {
+            SfiSupport {
+                read: Support::Yes,
+                verify: Support::Yes,
+                sign: Support::Yes,
+            }
+        } else {
+            SfiSupport {
+                read: Support::No,
+                verify: Support::Unknown,
+                sign: Support::Unknown,
+            }
+        };
+        assert_eq!(card.sfi_support(), expected);
+        assert_eq!(vc.lock().stats().malformed_verify_count, 0);
+        assert_eq!(vc.lock().stats().failed_verify_count, 0);
+    }
 }
 
 #[test]

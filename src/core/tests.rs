@@ -671,3 +671,100 @@ fn damaged_certificate_reads_are_retried_then_absent() {
     find(&r, a, &[]);
     assert_eq!(r.sim.apdus_received(), before);
 }
+
+// ---- traffic economy (issue 6) --------------------------------------------------------------
+
+/// APDUs the card receives while `f` runs.
+fn apdus(r: &Rig, f: impl FnOnce()) -> u64 {
+    let before = r.sim.apdus_received();
+    f();
+    r.sim.apdus_received() - before
+}
+
+#[test]
+fn token_info_reads_the_auth_certificate_only_and_tries_once() {
+    for profile in [Profile::Conservative, Profile::Extended] {
+        let r = rig_with(test_state(), profile);
+        let ext = profile == Profile::Extended;
+        let reads = r.vc.lock().state().auth_certificate().len().div_ceil(256) as u64;
+        // SELECT AP (probe), the authentication certificate (not its CA), the counter.
+        let first = apdus(&r, || {
+            r.module.token_info(0).unwrap();
+        });
+        let cert = if ext { reads } else { 1 + 1 + reads }; // refused SFI probe + SELECT EF
+        assert_eq!(first, 1 + cert + if ext { 1 } else { 2 }, "{profile:?}");
+        // A burst of C_GetTokenInfo: answered from memory.
+        assert_eq!(
+            apdus(&r, || {
+                for _ in 0..5 {
+                    r.module.token_info(0).unwrap();
+                }
+            }),
+            0
+        );
+        // The other token: its counter only.
+        assert_eq!(
+            apdus(&r, || {
+                r.module.token_info(1).unwrap();
+            }),
+            if ext { 1 } else { 2 }
+        );
+    }
+}
+
+#[test]
+fn searches_read_only_the_files_that_can_match() {
+    for profile in [Profile::Conservative, Profile::Extended] {
+        let r = rig_with(test_state(), profile);
+        let (a, s) = (session(&r, 0), session(&r, 1));
+        // Profiles and vendor classes: never a certificate read.
+        let first = apdus(&r, || {
+            assert!(!find(&r, a, &[class(CKO_PROFILE)]).is_empty());
+            assert!(!find(&r, s, &[class(CKO_PROFILE)]).is_empty());
+            assert!(find(&r, a, &[class(NSS_TRUST)]).is_empty());
+        });
+        assert_eq!(
+            first, 0,
+            "{profile:?}: nothing beyond the probe at C_OpenSession"
+        );
+        // A key search reads the user certificate, not the CA certificate (the private key is
+        // hidden before login; the public one is not).
+        let state = r.vc.lock().state().clone();
+        let reads = |der: &[u8]| der.len().div_ceil(256) as u64;
+        let ext = profile == Profile::Extended;
+        let n = apdus(&r, || {
+            assert_eq!(find(&r, a, &[class(CKO_PUBLIC_KEY)]).len(), 1);
+        });
+        let select = |first_read: bool| match (ext, first_read) {
+            (true, _) => 0,
+            (false, true) => 2, // refused SFI probe + SELECT EF
+            (false, false) => 1,
+        };
+        assert_eq!(n, select(true) + reads(state.auth_certificate()));
+        // By id or label: the CA certificate only when they name it.
+        assert_eq!(
+            apdus(&r, || {
+                find(&r, a, &[(CKA_ID, vec![0x01])]);
+                find(&r, a, &[(CKA_LABEL, b"JPKI User Authentication".to_vec())]);
+            }),
+            0
+        );
+        let n = apdus(&r, || {
+            assert_eq!(find(&r, a, &[(CKA_ID, vec![0x03])]).len(), 1);
+        });
+        assert_eq!(n, select(false) + reads(state.auth_ca_certificate()));
+        // The sign token before login: its CA certificate only (the user one needs the password).
+        let n = apdus(&r, || {
+            assert_eq!(find(&r, s, &[class(CKO_CERTIFICATE)]).len(), 1);
+        });
+        assert_eq!(n, select(false) + reads(state.sign_ca_certificate()));
+        // Everything is in memory now.
+        assert_eq!(
+            apdus(&r, || {
+                find(&r, a, &[]);
+                find(&r, s, &[]);
+            }),
+            0
+        );
+    }
+}

@@ -25,8 +25,33 @@ pub(crate) fn next_object_handle() -> ObjectHandle {
     NEXT_OBJECT.fetch_add(1, Ordering::Relaxed) as ObjectHandle
 }
 
-/// How long a PIN-counter answer is reused by `C_GetTokenInfo`.
+/// How long a PIN-counter answer is reused by `C_GetTokenInfo` while not logged in.
 const TRIES_CACHE: Duration = Duration::from_millis(2000);
+
+/// Whether `C_GetTokenInfo` must ask the card for the PIN counter (traffic economy, issue 6).
+///
+/// The `CKF_USER_PIN_COUNT_LOW` / `FINAL_TRY` / `LOCKED` flags describe the card's counter, which
+/// only a VERIFY changes — ours (whose answer carries the count: 90 00 → maximum, 63 Cx → x,
+/// 69 84 → 0, recorded by `login`/`change_pin`) or another application's, which no PC/SC event
+/// reveals. So:
+/// - never asked yet for this token (per card insertion and process): ask — the counter may
+///   have been spent before we started;
+/// - logged in: do not ask — our VERIFY succeeded and reset the counter to its maximum. For
+///   another application to spend a try meanwhile it must VERIFY on the card: if it selected
+///   the JPKI AP (as OpenSC does) or the card clears a PIN's status on a failed comparison
+///   (usual ISO behaviour, [U] for this card), our login ends too, the next signature sees
+///   6982 and turns the token "not logged in", and the counter is asked again; otherwise the
+///   flags may miss that other application's failed tries until our logout;
+/// - not logged in: ask again only when the last answer is older than [`TRIES_CACHE`], so a
+///   burst of `C_GetTokenInfo` (NSS calls it for every slot and again around a login) costs one
+///   query, while the flags stay true within that window of another application's VERIFY.
+fn needs_tries_read(token: &TokenState) -> bool {
+    match token.tries {
+        None => true,
+        Some(_) if token.logged_in => false,
+        Some((_, at)) => at.elapsed() >= TRIES_CACHE,
+    }
+}
 
 /// Both keys of a card, in slot order: authentication first (slot 2n), signature (2n+1).
 pub const KINDS: [KeyKind; 2] = [KeyKind::Authentication, KeyKind::Signature];
@@ -156,6 +181,43 @@ enum ReadOutcome {
     NeedsLogin,
     /// Not on this card.
     Absent,
+}
+
+// ---- traffic economy (issue 6): which certificate EFs a request needs -----------------------
+
+/// Which certificate EFs of a token to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Files {
+    /// The user certificate (certificate, public key and private key objects).
+    user: bool,
+    /// The CA certificate (one certificate object).
+    ca: bool,
+}
+
+impl Files {
+    /// The EFs whose objects could match `template`. Class, `CKA_ID` and `CKA_LABEL` of every
+    /// object are known before its certificate is read (object.rs), so a search that names
+    /// another class, id or label never reads that EF: a key search reads no CA certificate,
+    /// a search for profiles or vendor classes reads nothing.
+    fn for_template(kind: KeyKind, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> Files {
+        let names = pair_names(kind);
+        let may_match = |classes: &[CK_OBJECT_CLASS], id: u8, label: &str| {
+            template.iter().all(|(ty, value)| match *ty {
+                CKA_CLASS => classes.iter().any(|c| object::ulong(*c) == *value),
+                CKA_ID => value.as_slice() == [id],
+                CKA_LABEL => value.as_slice() == label.as_bytes(),
+                _ => true,
+            })
+        };
+        Files {
+            user: may_match(
+                &[CKO_CERTIFICATE, CKO_PUBLIC_KEY, CKO_PRIVATE_KEY],
+                names.id,
+                names.label,
+            ),
+            ca: may_match(&[CKO_CERTIFICATE], names.ca_id, names.ca_label),
+        }
+    }
 }
 
 struct CardInner {
@@ -316,14 +378,9 @@ impl Card {
         Err(Error::DeviceError)
     }
 
-    /// Reads the certificates of a token that the current login state allows, once.
-    fn load(&self, inner: &mut CardInner, kind: KeyKind) -> Result<()> {
-        self.load_some(inner, kind, true)
-    }
-
-    /// [`Card::load`], optionally without the CA certificate (C_GetTokenInfo needs only the
-    /// authentication certificate's serial: the CA certificate waits for the first search).
-    fn load_some(&self, inner: &mut CardInner, kind: KeyKind, with_ca: bool) -> Result<()> {
+    /// Reads the certificates of a token that the current login state allows and `want`
+    /// asks for, once.
+    fn load(&self, inner: &mut CardInner, kind: KeyKind, want: Files) -> Result<()> {
         let idx = kind_index(kind);
         let (user_file, ca_file) = cert_files(kind);
         let names = pair_names(kind);
@@ -333,7 +390,7 @@ impl Card {
             CertObjects::NeedsLogin => logged_in,
             _ => false,
         };
-        if with_ca && wanted(&inner.tokens[idx].ca) {
+        if want.ca && wanted(&inner.tokens[idx].ca) {
             let objects = match self.read_cert(inner, ca_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
                     Ok(cert) => CertObjects::Loaded(vec![Arc::new(object::certificate(
@@ -361,7 +418,7 @@ impl Card {
         }
         // The signature certificate holds name and address: read only after the password.
         let user_private = kind == KeyKind::Signature;
-        if wanted(&inner.tokens[idx].user) && (!user_private || logged_in) {
+        if want.user && wanted(&inner.tokens[idx].user) && (!user_private || logged_in) {
             let objects = match self.read_cert(inner, user_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
                     Ok(cert) => {
@@ -420,7 +477,12 @@ impl Card {
     ) -> Result<Vec<ObjectHandle>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        self.load(&mut inner, kind)?;
+        let want = Files::for_template(kind, template);
+        log::trace!(
+            "search on {kind:?}: attribute types {:x?}, may read {want:?}",
+            template.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+        );
+        self.load(&mut inner, kind, want)?;
         Ok(inner.tokens[kind_index(kind)]
             .visible()
             .filter(|o| o.matches(template))
@@ -456,7 +518,11 @@ impl Card {
         self.check_present()?;
         let mut inner = self.inner.lock();
         if inner.auth_serial.is_none() {
-            if let Err(e) = self.load_some(&mut inner, KeyKind::Authentication, false) {
+            let user_only = Files {
+                user: true,
+                ca: false,
+            };
+            if let Err(e) = self.load(&mut inner, KeyKind::Authentication, user_only) {
                 if e == Error::DeviceRemoved {
                     return Err(e);
                 }
@@ -464,8 +530,7 @@ impl Card {
             }
         }
         let idx = kind_index(kind);
-        let fresh = matches!(inner.tokens[idx].tries, Some((_, at)) if at.elapsed() < TRIES_CACHE);
-        if !fresh {
+        if needs_tries_read(&inner.tokens[idx]) {
             let tries = inner.jpki.pin_tries_left(kind);
             inner.sync_login();
             match tries {
@@ -716,5 +781,25 @@ pub fn tries_flags(kind: KeyKind, tries: u8) -> CK_FLAGS {
         1 => CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW,
         t if t < max_tries(kind) => CKF_USER_PIN_COUNT_LOW,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tries_policy_tests {
+    use super::*;
+
+    #[test]
+    fn counter_is_read_first_then_only_when_stale_and_logged_out() {
+        let mut token = TokenState::new(KeyKind::Authentication);
+        assert!(needs_tries_read(&token), "never read: read");
+        token.set_tries(3);
+        assert!(!needs_tries_read(&token), "just read: from memory");
+        let old = Instant::now()
+            .checked_sub(TRIES_CACHE + Duration::from_millis(100))
+            .expect("clock far enough from its origin");
+        token.tries = Some((3, old));
+        assert!(needs_tries_read(&token), "stale and logged out: read");
+        token.logged_in = true;
+        assert!(!needs_tries_read(&token), "logged in: our VERIFY set it");
     }
 }

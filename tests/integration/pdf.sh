@@ -28,7 +28,8 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; f
 ctl() { "$JPKI_VC" ctl --control "$JPKI_TEST_CONTROL" "$@"; }
 stat_field() { ctl stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 tries() { ctl status | sed -n "s/.*$1_tries_left=\([0-9]*\).*/\1/p"; }
-sign_lcs() { awk '$2 ~ /^802a0080/ { print substr($2, 9, 2) }' "$JPKI_TEST_APDU_LOG" | tr '\n' ' '; }
+# COMPUTE DIGITAL SIGNATURE P1=00 with P2 = 80 (current EF) or 80|SFI (97, 9A: the key named).
+sign_lcs() { awk 'tolower($2) ~ /^802a00(80|97|9a)/ { print substr($2, 9, 2) }' "$JPKI_TEST_APDU_LOG" | tr '\n' ' '; }
 
 # A one-page PDF, written by hand (correct xref offsets, nothing else needed).
 python3 - in.pdf <<'PY'

@@ -49,7 +49,8 @@ tries() { # tries auth|sign -> tries left from `ctl status`
 }
 # Signing commands the card received: the Lc byte of each `80 2A 00 80` (COMPUTE DIGITAL
 # SIGNATURE) in the APDU log, i.e. the DigestInfo length OpenSSH built (51 = SHA-256, 83 = SHA-512).
-sign_lcs() { awk '$2 ~ /^802a0080/ { print substr($2, 9, 2) }' "$JPKI_TEST_APDU_LOG" | tr '\n' ' '; }
+# COMPUTE DIGITAL SIGNATURE P1=00 with P2 = 80 (current EF) or 80|SFI (97, 9A: the key named).
+sign_lcs() { awk 'tolower($2) ~ /^802a00(80|97|9a)/ { print substr($2, 9, 2) }' "$JPKI_TEST_APDU_LOG" | tr '\n' ' '; }
 
 # The PIN comes from an askpass program, as from a desktop's dialog.
 cat > "$tmp/askpass" <<'SH'

@@ -146,7 +146,8 @@ if module_has_pss; then
     echo "# the module advertises CKM_RSA_PKCS_PSS: TLS 1.3 must work"
     # RSASSA-PSS on the card: COMPUTE DIGITAL SIGNATURE P1=04 with a 32-byte hash (the module's
     # one-off PSS probe has Lc 0x21 and is not counted).
-    pss_count() { awk 'tolower(substr($2, 1, 10)) == "802a048020"' "$JPKI_TEST_APDU_LOG" | wc -l; }
+    # P2 = 80 (current EF) or 80|SFI (97, 9A) on cards with the SFI forms.
+    pss_count() { awk 'tolower($2) ~ /^802a04(80|97|9a)20/' "$JPKI_TEST_APDU_LOG" | wc -l; }
     n=$(sigs) pss=$(pss_count)
     tstclnt_to $port13 tls1.3:tls1.3 "$w/tstclnt13" || fail "tstclnt TLS 1.3"
     check "tstclnt TLS 1.3 (RSA-PSS): page shows our certificate" page_shows "$w/tstclnt13" 1.3

@@ -37,8 +37,22 @@
 //! Cost: 2 APDUs (plus the SELECT of the AP if not yet selected), once per connection: the
 //! answer is cached in the card state for the connection's life (a card does not change while
 //! inserted; a reset does not change what it can do). Transport errors are not cached.
+//!
+//! # With the SFI form (traffic economy, issue 6)
+//!
+//! On a card that took the SFI forms of READ BINARY or VERIFY (the parent module's "Short file
+//! identifiers"), the probe names the key in P2 (`80 2A 04 97 21 <33 zero bytes> 00`) and needs
+//! no SELECT: 1 APDU. The answers mean the same, with one exception: if the SFI form of signing
+//! is not yet proven, 6A86 (or another refusal of the form) could mean "P2 = 97 unknown" as well
+//! as "P1 = 04 unknown", so the classic probe (SELECT + P2 = 80) follows in the same transaction
+//! and decides; if it says "PSS", the SFI form is the one refused and is not used again. 6982
+//! to the SFI probe proves both (the card found the key, then checked the security status).
+//! PSS signatures use P2 = 80|SFI once the SFI form of signing is proven, else SELECT + P2 = 80.
 
-use super::{CardError, Command, JpkiCard, KeyKind, StatusWord, SIGNATURE_LEN};
+use super::{
+    refuses_form, sfi_p, CardError, Command, JpkiCard, KeyKind, Session, StatusWord, Support,
+    SIGNATURE_LEN,
+};
 
 /// Length of the SHA-256 hash signed with P1 = 04.
 pub const PSS_HASH_LEN: usize = 32;
@@ -60,6 +74,26 @@ pub(crate) fn probe_answer_means_pss(sw: StatusWord) -> bool {
     )
 }
 
+/// Sends the probe (33 bytes with P1 = 04) with `p2` (80: the current EF; 80|SFI: the key).
+fn probe(s: &mut Session<'_>, p2: u8) -> Result<StatusWord, CardError> {
+    // 33 bytes: one more than any SHA-256 hash, so nothing can be signed.
+    let command = Command::new(0x80, 0x2A, P1_PSS_SHA256, p2)
+        .with_data(&[0u8; PSS_HASH_LEN + 1])
+        .with_le(SIGNATURE_LEN as u16);
+    Ok(s.exchange(&command)?.sw)
+}
+
+/// The probe's verdict, with a note of what was unexpected.
+fn judge(sw: StatusWord) -> bool {
+    let supported = probe_answer_means_pss(sw);
+    if sw.is_ok() {
+        log::warn!("PSS probe: the card accepted a 33-byte hash; PSS not used");
+    } else if !supported && sw != SW_WRONG_P1P2 {
+        log::info!("PSS probe: unexpected answer {sw}; PSS not used");
+    }
+    supported
+}
+
 impl JpkiCard {
     /// What is known of the card's PSS support without asking it (`None`: not probed yet).
     pub fn known_pss_support(&self) -> Option<bool> {
@@ -67,26 +101,42 @@ impl JpkiCard {
     }
 
     /// Whether the card signs with RSASSA-PSS (P1 = 04). Probes the card the first time
-    /// (2 APDUs, no PIN try, never a signature; see the module documentation), then answers
-    /// from memory.
+    /// (2 APDUs, 1 with the SFI form; no PIN try, never a signature; see the module
+    /// documentation), then answers from memory.
     pub fn pss_support(&mut self) -> Result<bool, CardError> {
         if let Some(known) = self.state.pss {
             return Ok(known);
         }
         let answer = self.with_session(|s| {
-            s.select_ef(KeyKind::Authentication.key_ef())?;
-            // 33 bytes: one more than any SHA-256 hash, so nothing can be signed.
-            let command = Command::new(0x80, 0x2A, P1_PSS_SHA256, 0x80)
-                .with_data(&[0u8; PSS_HASH_LEN + 1])
-                .with_le(SIGNATURE_LEN as u16);
-            let response = s.exchange(&command)?;
-            let supported = probe_answer_means_pss(response.sw);
-            if response.sw.is_ok() {
-                log::warn!("PSS probe: the card accepted a 33-byte hash; PSS not used");
-            } else if !supported && response.sw != SW_WRONG_P1P2 {
-                log::info!("PSS probe: unexpected answer {}; PSS not used", response.sw);
+            let sfi = s.state.sfi;
+            let key = KeyKind::Authentication.key_ef();
+            let try_sfi =
+                sfi.sign != Support::No && (sfi.read == Support::Yes || sfi.verify == Support::Yes);
+            if let Some(p2) = sfi_p(key).filter(|_| try_sfi) {
+                s.select_ap(false)?;
+                let sw = probe(s, p2)?;
+                s.ef = None;
+                if sw == StatusWord::SECURITY_STATUS {
+                    // The card resolved the key, then checked the security status.
+                    s.state.sfi.sign = Support::Yes;
+                }
+                if sfi.sign == Support::Yes || probe_answer_means_pss(sw) {
+                    return Ok(judge(sw));
+                }
+                if sw != StatusWord::FILE_NOT_FOUND && !refuses_form(sw) {
+                    return Ok(judge(sw));
+                }
+                // 6A86 & co.: P2 = 97 or P1 = 04 unknown? The classic probe tells.
+                s.select_ef(key)?;
+                let classic = probe(s, 0x80)?;
+                if probe_answer_means_pss(classic) && refuses_form(sw) {
+                    s.state.sfi.sign = Support::No;
+                }
+                return Ok(judge(classic));
             }
-            Ok(supported)
+            s.select_ef(key)?;
+            let sw = probe(s, 0x80)?;
+            Ok(judge(sw))
         })?;
         log::debug!("card PSS support: {answer}");
         self.state.pss = Some(answer);
@@ -94,7 +144,8 @@ impl JpkiCard {
     }
 
     /// Signs a SHA-256 `hash` with RSASSA-PSS on the card (P1 = 04): SELECT key EF + COMPUTE
-    /// DIGITAL SIGNATURE. `NotSupported` (and the card is remembered as not supporting PSS)
+    /// DIGITAL SIGNATURE, or the signature command alone with P2 = 80|SFI once that form is
+    /// proven. `NotSupported` (and the card is remembered as not supporting PSS)
     /// when the card answers 6A86; `SecurityStatusNotSatisfied` when the key's PIN is not
     /// verified. The caller verifies the signature.
     pub fn sign_pss_sha256(
@@ -106,8 +157,18 @@ impl JpkiCard {
             return Err(CardError::NotSupported);
         }
         let result = self.with_session(|s| {
-            s.select_ef(key.key_ef())?;
-            let command = Command::new(0x80, 0x2A, P1_PSS_SHA256, 0x80)
+            let p2 = match sfi_p(key.key_ef()).filter(|_| s.state.sfi.sign == Support::Yes) {
+                Some(p2) => {
+                    s.select_ap(false)?;
+                    s.ef = None;
+                    p2
+                }
+                None => {
+                    s.select_ef(key.key_ef())?;
+                    0x80
+                }
+            };
+            let command = Command::new(0x80, 0x2A, P1_PSS_SHA256, p2)
                 .with_data(hash)
                 .with_le(SIGNATURE_LEN as u16);
             let response = s.exchange(&command)?;

@@ -200,6 +200,11 @@ fn lookup_sfi(app: Application, sfi: u8, profile: Profile) -> Option<(u16, Ef)> 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub apdus: u64,
+    /// Bytes of the command APDUs that reached a powered card (header, Lc, data, Le).
+    pub command_bytes: u64,
+    /// Bytes of the response APDUs sent back (data and SW1 SW2), as finally sent: after
+    /// faults that add or cut bytes. Commands that get no answer add nothing.
+    pub response_bytes: u64,
     /// VERIFY commands with PIN data (empty "tries left" queries are not counted here).
     pub verify_count: u64,
     /// VERIFYs whose PIN data had a format the target PIN can never have. The product must
@@ -414,6 +419,7 @@ impl VirtualCard {
             };
         }
         self.stats.apdus += 1;
+        self.stats.command_bytes += command.len() as u64;
         let ins = command.get(1).copied();
         if let Some(ins) = ins {
             *self.stats.per_ins.entry(format!("{ins:02x}")).or_insert(0) += 1;
@@ -527,6 +533,7 @@ impl VirtualCard {
         if let Some(k) = truncate {
             bytes.truncate(k);
         }
+        self.stats.response_bytes += bytes.len() as u64;
         reply.response = Some(bytes);
         reply
     }

@@ -733,3 +733,25 @@ fn generation_is_deterministic_per_seed() {
     assert_ne!(a.token_serial, b.token_serial);
     assert_ne!(a.auth_key, b.auth_key);
 }
+
+#[test]
+fn stats_count_bytes_each_way() {
+    let mut c = card(Profile::Conservative);
+    c.reset_stats();
+    // SELECT AP: 15 command bytes, 2 response bytes.
+    select_jpki(&mut c);
+    // SELECT EF 000A: 7 + 2; READ BINARY Le=10: 5 + 16 + 2.
+    assert_eq!(sw(&mut c, "00A4020C02000A"), 0x9000);
+    let (data, s) = tx(&mut c, "00B0000010");
+    assert_eq!((data.len(), s), (16, 0x9000));
+    let st = c.stats();
+    assert_eq!(st.apdus, 3);
+    assert_eq!(st.command_bytes, 15 + 7 + 5);
+    assert_eq!(st.response_bytes, 2 + 2 + 18);
+    // A powered-off card counts nothing.
+    c.power_off();
+    assert!(c.process_apdu(&[0, 0xA4, 0x04, 0x0C]).is_empty());
+    assert_eq!(c.stats().command_bytes, 27);
+    c.reset_stats();
+    assert_eq!((c.stats().command_bytes, c.stats().response_bytes), (0, 0));
+}
