@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! ffi        C types, pointer checks, unwinding, CK_RV mapping      (src/ffi)
-//!  └ core    slots, tokens, sessions, objects, mechanisms           (src/core)
+//!  └ pkcs11  slots, tokens, sessions, objects, mechanisms           (src/pkcs11)
 //!     └ card JPKI commands as typed Rust, status words              (src/card)
 //!        └ transport  PC/SC, or in-process for unit tests           (src/transport)
 //! ```
@@ -12,6 +12,6 @@
 //! Nothing below `ffi` knows what a C pointer is.
 
 pub mod card;
-pub mod core;
+pub mod pkcs11;
 mod ffi;
 pub mod transport;

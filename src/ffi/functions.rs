@@ -6,8 +6,8 @@ use cryptoki_sys::*;
 
 use super::ptr;
 use super::{guard, pad};
-use crate::core::module::{self, Module};
-use crate::core::{Error, Result};
+use crate::pkcs11::module::{self, Module};
+use crate::pkcs11::{Error, Result};
 use crate::transport::pcsc::PcscReaders;
 
 fn m() -> Result<std::sync::Arc<Module>> {
@@ -429,7 +429,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    use crate::core::object::AttrLookup;
+    use crate::pkcs11::object::AttrLookup;
     use ptr::AttributeBuffer;
     guard(|| {
         let m = m()?;
