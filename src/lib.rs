@@ -12,6 +12,6 @@
 //! Nothing below `ffi` knows what a C pointer is.
 
 pub mod card;
-pub mod pkcs11;
 mod ffi;
+pub mod pkcs11;
 pub mod transport;
