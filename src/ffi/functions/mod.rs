@@ -37,7 +37,6 @@ pub(crate) const VERSION_3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
 
 /// An operation that this module never initialises (no encryption, decryption, recovery or
 /// dual-function mechanism): a valid session gets `CKR_OPERATION_NOT_INITIALIZED`.
-
 macro_rules! not_initialized_op {
     ($name:ident, $($arg:ident: $ty:ty),*) => {
         #[no_mangle]
