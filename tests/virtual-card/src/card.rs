@@ -443,7 +443,7 @@ impl VirtualCard {
         self.powered
     }
 
-    /// The ATR in use (jpki-card.md §1.1); [`PHONE_ATR`] on the phone profile.
+    /// The ATR in use (one of [`ATRS`]); [`PHONE_ATR`] on the phone profile.
     pub fn atr(&self) -> Vec<u8> {
         if self.token == Token::Phone {
             return PHONE_ATR.to_vec();
@@ -853,7 +853,7 @@ impl VirtualCard {
         };
         match ef {
             // Phone token: the authentication certificate is readable only after the
-            // authentication PIN (MYNA verifies before reading it; [1], issue 15).
+            // authentication PIN (two independent readers verify it before reading EF 000A).
             Ef::Cert(CertRef::Auth) if self.token == Token::Phone && !self.security.auth => {
                 Err(sw::SECURITY_NOT_SATISFIED)
             }

@@ -1,4 +1,4 @@
-//! The binary's options and control commands for issues 13 and 15 against a fake vpcd driver:
+//! The binary's extended-APDU, phone and validity options and controls against a fake vpcd:
 //! the phone profile's ATR and PIN-gated certificate, the extended-APDU modes (a reader's
 //! `drop` closes the connection and the card comes back with its state) and renewed
 //! certificates.
