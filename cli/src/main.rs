@@ -1,17 +1,19 @@
-//! The `jpki` command: the card for people, over the same card and transport layers as the
-//! PKCS#11 module (not through the PKCS#11 API).
+//! `jpki`: the My Number Card for people — status, doctor, certificates, CMS signatures, PIN
+//! change, card-info. Uses the card and transport layers of `jpki_pkcs11` directly (not the
+//! PKCS#11 API), so it is a separate crate: the module's dependency tree stays free of the
+//! command's crates. See `jpki --help` and README.
 //!
 //! Layout: `args` (command line), `common` (card discovery, PIN input, progress, output, exit
 //! codes), one file per subcommand.
 
-pub mod args;
-pub mod certs;
-pub mod cms;
-pub mod common;
-pub mod doctor;
-pub mod info;
-pub mod pin;
-pub mod status;
+mod args;
+mod certs;
+mod cms;
+mod common;
+mod doctor;
+mod info;
+mod pin;
+mod status;
 
 use args::{Args, Command};
 use common::{Exit, Failure};
@@ -82,4 +84,10 @@ fn dispatch(args: Args) -> Result<(), Failure> {
         Command::PinChange { which } => pin::change(&args, which),
         Command::Info => info::run(&args),
     }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = run(argv);
+    std::process::exit(code);
 }
