@@ -26,10 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 export HOME="$tmp/home"   # doctor looks at ~/.pki and ~/.mozilla: start from nothing
 mkdir -p "$HOME"
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 ctl() { "$vc" ctl --control "$JPKI_TEST_CONTROL" "$@" >/dev/null; }
 stat_field() {
     "$vc" ctl --control "$JPKI_TEST_CONTROL" stats | sed -e 's/^ok //' |
@@ -218,8 +215,7 @@ check "progress indication on a terminal" grep -q "reading the card-info applica
 
 check "no malformed PIN ever reached the card" test "$(stat_field malformed_verify_count)" -eq 0 -a "$(stat_field malformed_change_count)" -eq 0
 
-if [ "$failures" -ne 0 ]; then
+if [ "$check_failed" -ne 0 ]; then
     for f in "$tmp"/*.err; do echo "--- $f"; tail -5 "$f"; done
-    exit 1
 fi
-exit 0
+check_done
