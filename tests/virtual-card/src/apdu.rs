@@ -1,6 +1,6 @@
 //! ISO/IEC 7816-4 short APDU parsing and the status words the card answers.
 //!
-//! Only short APDUs exist on this card (jpki-card.md §1.2 [C]); an extended-length command
+//! Only short APDUs exist on this card (docs/card-protocol.md, "Card and transport" [C]); an extended-length command
 //! (a zero byte where a short Lc would be) is answered 6700.
 
 /// Status words used by the card (ISO/IEC 7816-4 meanings).

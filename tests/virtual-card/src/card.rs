@@ -11,7 +11,7 @@ use crate::apdu::{hex, sw, Command, Response};
 use crate::faults::{FaultKind, Faults};
 use crate::state::{CardState, AUTH_MAX_TRIES, KENHOJO_MAX_TRIES, SIGN_MAX_TRIES};
 
-/// ATRs of My Number Cards (jpki-card.md §1.1). Index 0 is the only one in OpenSC's ATR
+/// ATRs of My Number Cards (docs/card-protocol.md, "Card and transport"). Index 0 is the only one in OpenSC's ATR
 /// table; the others are recognised by OpenSC through the SELECT-AID probe.
 pub const ATRS: [&[u8]; 9] = [
     &[0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14],
@@ -66,7 +66,7 @@ impl FromStr for Profile {
     }
 }
 
-/// The card applications (jpki-card.md §2).
+/// The card applications (docs/card-protocol.md, "Applications").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Application {
     /// 公的個人認証AP.
@@ -346,7 +346,7 @@ impl VirtualCard {
         self.powered
     }
 
-    /// The ATR in use (jpki-card.md §1.1).
+    /// The ATR in use (docs/card-protocol.md, "Card and transport").
     pub fn atr(&self) -> Vec<u8> {
         ATRS[self.atr_index % ATRS.len()].to_vec()
     }
