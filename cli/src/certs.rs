@@ -58,7 +58,7 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
         let der_path = dir.join(format!("{name}.der"));
         let pem_path = dir.join(format!("{name}.pem"));
         write_file(&der_path, &der, private)?;
-        write_file(&pem_path, common::pem(&der).as_bytes(), private)?;
+        write_file(&pem_path, common::pem(&der)?.as_bytes(), private)?;
         written.push(der_path);
         written.push(pem_path);
     }

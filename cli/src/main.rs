@@ -14,46 +14,20 @@ mod doctor;
 mod info;
 mod pin;
 mod status;
+mod tty;
 
 use args::{Args, Command};
+use clap::CommandFactory;
 use common::{Exit, Failure};
 
-pub const USAGE: &str = "\
-usage: jpki [--json] [--reader NAME] [--pin-fd N] COMMAND [OPTIONS]
-
-Commands:
-  status                     readers, card, applications, tries left on every PIN (no try
-                             is spent), authentication certificate, RSA-PSS support
-  doctor [--module PATH]     find the usual problems (pcscd, reader, card, module
-                             registration with p11-kit, NSS, Firefox) and say how to fix them
-  certs export [--dir DIR] [--sign]
-                             write the public certificates (PEM and DER); --sign also the
-                             signature certificate (asks for the signature password)
-  sign [--key sign|auth] [--out FILE] FILE
-                             CMS detached signature (DER) of FILE, default FILE.p7s
-  verify [--ca FILE] FILE SIGNATURE
-                             check a CMS detached signature made by `jpki sign`
-  pin change --auth|--sign|--kenhojo
-                             change a PIN (asks for the current and the new one)
-  info                       print what the card-info input support application holds
-                             (My Number, name, address, birth date, sex); asks for its
-                             4-digit PIN; nothing is stored
-
-Options:
-  --json        machine-readable output on stdout
-  --reader NAME use the card in this reader (default: the first My Number Card found)
-  --pin-fd N    read PINs from file descriptor N, one per line, instead of the terminal
-
-Exit codes: 0 ok, 1 error, 2 usage, 3 no pcscd/reader/card, 4 not a My Number Card,
-5 wrong PIN, 6 PIN blocked, 7 signature invalid, 8 doctor found problems.";
-
 /// Runs the command line; returns the process exit code.
-pub fn run(argv: Vec<String>) -> i32 {
+fn run(argv: Vec<std::ffi::OsString>) -> i32 {
     let args = match args::parse(argv) {
         Ok(a) => a,
-        Err(msg) => {
-            eprintln!("jpki: {msg}\n\n{USAGE}");
-            return Exit::Usage as i32;
+        Err(e) => {
+            // Help and version go to stdout (exit 0), usage errors to stderr (exit 2).
+            let _ = e.print();
+            return e.exit_code();
         }
     };
     let json = args.json;
@@ -69,7 +43,7 @@ pub fn run(argv: Vec<String>) -> i32 {
 fn dispatch(args: Args) -> Result<(), Failure> {
     match args.command.clone() {
         Command::Help => {
-            println!("{USAGE}");
+            let _ = args::Cli::command().print_help();
             Ok(())
         }
         Command::Status => status::run(&args),
@@ -87,7 +61,6 @@ fn dispatch(args: Args) -> Result<(), Failure> {
 }
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let code = run(argv);
+    let code = run(std::env::args_os().collect());
     std::process::exit(code);
 }
