@@ -157,6 +157,22 @@ pub fn print_json(v: &impl Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// What a command prints on success: one typed value, shown as JSON with `--json` and as text
+/// for people otherwise, so that the two forms cannot drift apart.
+pub trait Report: Serialize {
+    /// The text form, on stdout.
+    fn human(&self);
+}
+
+/// Prints `report` the way the command line asked for.
+pub fn output(args: &Args, report: &impl Report) {
+    if args.json {
+        print_json(report);
+    } else {
+        report.human();
+    }
+}
+
 // ----- readers and the card ------------------------------------------------------------------
 
 /// The readers as pcscd reports them.
@@ -310,6 +326,7 @@ impl Drop for Progress {
 // ----- certificates --------------------------------------------------------------------------
 
 /// What `status` shows of a certificate.
+#[derive(Serialize)]
 pub struct CertSummary {
     pub subject: String,
     pub issuer: String,
