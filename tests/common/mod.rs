@@ -8,6 +8,8 @@
 //! first.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod tokens;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;

@@ -13,11 +13,9 @@ export JPKI_VC=${JPKI_VC:-${JPKI_TEST_CARD_BIN:-$root/target/debug/jpki-virtual-
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
-fail=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
-[ -e "$module" ] || { not_ok "module $module exists (cargo build --release --lib)"; exit 1; }
+[ -e "$module" ] || { not_ok "module $module exists (cargo build --release --lib)"; check_done; }
 
 # The PKCS#11 header: the public-domain one vendored by the cryptoki-sys crate (a dependency,
 # so its source is in the cargo registry), else p11-kit's (Debian libp11-kit-dev).
@@ -31,7 +29,7 @@ if [ -n "$manifest" ] && [ -e "$(dirname "$manifest")/vendor/pkcs11.h" ]; then
 elif [ -e /usr/include/p11-kit-1/p11-kit/pkcs11.h ]; then
     header_dir=/usr/include/p11-kit-1/p11-kit
 fi
-[ -n "$header_dir" ] || { not_ok "a pkcs11.h (cryptoki-sys source or libp11-kit-dev)"; exit 1; }
+[ -n "$header_dir" ] || { not_ok "a pkcs11.h (cryptoki-sys source or libp11-kit-dev)"; check_done; }
 
 if cc -std=c99 -O1 -g -Wall -Wextra -Werror -I "$header_dir" \
     "$root/tests/hostile/hostile.c" -o "$scratch/hostile" -ldl 2>"$scratch/cc.log"; then
@@ -39,7 +37,7 @@ if cc -std=c99 -O1 -g -Wall -Wextra -Werror -I "$header_dir" \
 else
     cat "$scratch/cc.log" >&2
     not_ok "hostile.c builds"
-    exit 1
+    check_done
 fi
 
 run() {
@@ -64,4 +62,4 @@ if command -v valgrind >/dev/null; then
 else
     not_ok "valgrind installed (apt-get install valgrind)"
 fi
-exit $fail
+check_done

@@ -8,6 +8,7 @@
 # PINs are typed at keytool's and jarsigner's own password prompts (here: written to their stdin,
 # no terminal), as in the README; no -storepass on the command line.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
 : "${JPKI_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${JPKI_MODULE:=$JPKI_ROOT/target/release/libjpki_pkcs11.so}"
@@ -23,10 +24,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/jpki-java.XXXXXX")
 trap 'rc=$?; rm -rf "$tmp"; exit $rc' EXIT INT TERM
 cd "$tmp"
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
 ctl() { "$JPKI_VC" ctl --control "$JPKI_TEST_CONTROL" "$@"; }
 stat_field() { ctl stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 tries() { ctl status | sed -n "s/.*$1_tries_left=\([0-9]*\).*/\1/p"; }
@@ -133,4 +130,4 @@ check "openssl cms verifies the jar's PKCS#7 signature against the CA" \
 check "whole suite: no malformed PIN reached the card" test "$(stat_field malformed_verify_count)" -eq 0
 check "whole suite: both PINs keep their tries" bash -c "test $(tries auth) -eq 3 && test $(tries sign) -eq 5"
 
-[ "$failures" -eq 0 ] || { echo "java.sh: $failures check(s) failed" >&2; exit 1; }
+check_done

@@ -26,10 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 export HOME="$tmp/home"   # doctor looks at ~/.pki and ~/.mozilla: start from nothing
 mkdir -p "$HOME"
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 ctl() { "$vc" ctl --control "$JPKI_TEST_CONTROL" "$@" >/dev/null; }
 stat_field() {
     "$vc" ctl --control "$JPKI_TEST_CONTROL" stats | sed -e 's/^ok //' |
@@ -216,10 +213,33 @@ check "info on a terminal: prompt, no echo of the PIN, data shown" \
     test -n "$(grep 'EXIT 0' "$tmp/pty.out")" -a -n "$(grep NOT-ECHOED "$tmp/pty.out")" -a -n "$(grep "$my_number" "$tmp/pty.out")"
 check "progress indication on a terminal" grep -q "reading the card-info application" "$tmp/pty.out"
 
+# Ctrl-C while the PIN prompt waits: the program ends by the signal, and the terminal has its
+# echo back (the prompt turned it off).
+python3 - "$cli" >"$tmp/pty-int.out" 2>&1 <<'EOF'
+import os, pty, signal, sys, termios, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "info"])
+out = b""
+deadline = time.time() + 20
+while b"PIN" not in out and time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        out += os.read(fd, 4096)
+off = not termios.tcgetattr(fd)[3] & termios.ECHO
+os.kill(pid, signal.SIGINT)
+_, status = os.waitpid(pid, 0)
+on = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+print("ECHO-OFF-AT-PROMPT" if off else "echo on at the prompt")
+print("ECHO-RESTORED" if on else "echo still off")
+print("SIGINT" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT else f"status {status}")
+EOF
+check "Ctrl-C at the PIN prompt: ends the program, the terminal echoes again" \
+    test -n "$(grep ECHO-OFF-AT-PROMPT "$tmp/pty-int.out")" -a -n "$(grep ECHO-RESTORED "$tmp/pty-int.out")" -a -n "$(grep -x SIGINT "$tmp/pty-int.out")"
+
 check "no malformed PIN ever reached the card" test "$(stat_field malformed_verify_count)" -eq 0 -a "$(stat_field malformed_change_count)" -eq 0
 
-if [ "$failures" -ne 0 ]; then
+if [ "$check_failed" -ne 0 ]; then
     for f in "$tmp"/*.err; do echo "--- $f"; tail -5 "$f"; done
-    exit 1
 fi
-exit 0
+check_done

@@ -165,3 +165,4 @@ check_fails "with the auth PIN instead, NSS cannot log in to the signature token
 
 check "no malformed PIN reached the card" [ "$(card_stat malformed_verify_count)" = 0 ]
 check "no VERIFY failed" [ "$(card_stat failed_verify_count)" = 0 ]
+check_done

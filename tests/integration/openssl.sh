@@ -96,3 +96,4 @@ check "... without reaching the card" [ "$(card_stat malformed_verify_count)" = 
 check "... and without a VERIFY" [ "$(card_stat failed_verify_count)" = $((failed + 1)) ]
 check "the right PIN still signs" dgst_sign again "$auth_key" 1234 sha256
 check_fails "... and the token no longer reports CKF_USER_PIN_COUNT_LOW" pin_count_low
+check_done

@@ -142,3 +142,4 @@ check "... the card made that signature" [ "$(sigs)" = $((n + 1)) ]
 
 check "no malformed PIN reached the card" [ "$(card_stat malformed_verify_count)" = 0 ]
 check "no VERIFY failed" [ "$(card_stat failed_verify_count)" = 0 ]
+check_done

@@ -8,6 +8,7 @@
 # (tests/deps/pip-requirements.txt) and pkcs11-tool (opensc) to read the CA certificate.
 # The password is typed at pyHanko's own prompt (here: written to its stdin, no terminal).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
 : "${JPKI_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${JPKI_MODULE:=$JPKI_ROOT/target/release/libjpki_pkcs11.so}"
@@ -21,10 +22,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/jpki-pdf.XXXXXX")
 trap 'rc=$?; rm -rf "$tmp"; exit $rc' EXIT INT TERM
 cd "$tmp"
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
 ctl() { "$JPKI_VC" ctl --control "$JPKI_TEST_CONTROL" "$@"; }
 stat_field() { ctl stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 tries() { ctl status | sed -n "s/.*$1_tries_left=\([0-9]*\).*/\1/p"; }
@@ -121,4 +118,4 @@ check "whole suite: no failed or malformed VERIFY" \
     bash -c "test $(stat_field failed_verify_count) -eq 0 && test $(stat_field malformed_verify_count) -eq 0"
 check "whole suite: the signature password keeps its 5 tries" test "$(tries sign)" -eq 5
 
-[ "$failures" -eq 0 ] || { echo "pdf.sh: $failures check(s) failed" >&2; exit 1; }
+check_done

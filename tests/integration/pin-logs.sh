@@ -16,9 +16,7 @@ work=${JPKI_TEST_WORKDIR:?run inside tests/harness/with-card.sh}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
-fail=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; fail=1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
 stderr_log=$scratch/module-stderr.log
 : > "$stderr_log"
@@ -102,4 +100,4 @@ if printf '%s' "$stats" | grep -q '"malformed_verify_count":0,'; then
 else
     not_ok "malformed PINs reached the card: $stats"
 fi
-exit $fail
+check_done

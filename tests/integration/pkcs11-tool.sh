@@ -18,14 +18,7 @@ vc=${JPKI_VC:-${JPKI_TEST_CARD_BIN:-$root/target/debug/jpki-virtual-card}}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-# check "description" command...: passes when the command succeeds.
-check() {
-    local what=$1; shift
-    if "$@" >"$work/out" 2>&1; then ok "$what"; else not_ok "$what"; sed 's/^/    /' "$work/out" | tail -20; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 p11() { pkcs11-tool --module "$module" "$@"; }
 stat_of() { # stat_of KEY: one number from the card's `stats`
     "$vc" ctl --control "$JPKI_TEST_CONTROL" stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
@@ -179,5 +172,4 @@ else
     not_ok "VERIFY count changed $verify_before -> $verify_after"
 fi
 
-[ "$failures" = 0 ] || { echo "# $failures check(s) failed"; exit 1; }
-echo "# all checks passed"
+check_done

@@ -12,6 +12,7 @@
 # "identities" have no private key on the token, so no server can accept them, and only the
 # line labelled "JPKI User Authentication" belongs in authorized_keys. This suite checks that.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
 : "${JPKI_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${JPKI_MODULE:=$JPKI_ROOT/target/release/libjpki_pkcs11.so}"
@@ -33,13 +34,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { # check "description" command...
-    local what=$1; shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
 ctl() { "$JPKI_VC" ctl --control "$JPKI_TEST_CONTROL" "$@"; }
 stat_field() { # stat_field NAME -> number from `ctl stats`
     ctl stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
@@ -187,7 +181,7 @@ else
 fi
 
 # --- 4. ssh-agent + ssh-add -s -------------------------------------------------------------------
-# ssh-add -s asks ONE PIN and offers it to every token that needs a login (clients.md §5).
+# ssh-add -s asks ONE PIN and offers it to every token that needs a login (docs/clients.md, "OpenSSH").
 # The signature token must refuse "1234" locally (4 characters < 6): no VERIFY for it, no try lost.
 verify_before=$(stat_field verify_count)
 # ssh-agent loads PKCS#11 modules only from its allowlist (default /usr/lib*/*,/usr/local/lib*/*):
@@ -242,4 +236,5 @@ check "after ssh-add -e the agent holds no card key" bash -c "! ssh-add -L 2>/de
 check "whole suite: no malformed PIN ever reached the card" test "$(stat_field malformed_verify_count)" -eq 0
 check "whole suite: no failed VERIFY" test "$(stat_field failed_verify_count)" -eq 0
 
-[ "$failures" -eq 0 ] || { echo "ssh.sh: $failures check(s) failed; logs kept in $tmp.keep" >&2; cp -r "$tmp" "$tmp.keep"; exit 1; }
+if [ "$check_failed" -ne 0 ]; then echo "ssh.sh: logs kept in $tmp.keep" >&2; cp -r "$tmp" "$tmp.keep"; fi
+check_done

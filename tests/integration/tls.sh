@@ -215,3 +215,4 @@ fi
 
 check "no malformed PIN reached the card" [ "$(card_stat malformed_verify_count)" = 0 ]
 check "no VERIFY failed" [ "$(card_stat failed_verify_count)" = 0 ]
+check_done

@@ -26,10 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
 stat_field() { # stat_field NAME: a top-level number of the card's stats JSON
     "$vc" ctl --control "$JPKI_TEST_CONTROL" stats | sed -e 's/^ok //' |
@@ -54,7 +51,7 @@ openssl x509 -req -in "$tmp/srv.csr" -CA "$tmp/srvca.pem" -CAkey "$tmp/srvca.key
 
 token=$(pkcs11-tool --module "$module" -L 2>/dev/null | sed -n 's/^ *token label *: *\(JPKI Auth.*[^ ]\) *$/\1/p' | head -1)
 check "auth token found ($token)" test -n "$token"
-if [ -z "$token" ]; then exit 1; fi
+if [ -z "$token" ]; then check_done; fi
 token_uri=${token// /%20}
 key_uri="pkcs11:token=$token_uri;object=JPKI%20User%20Authentication;type=private;pin-value=1234"
 
@@ -181,10 +178,9 @@ fi
 malformed=$(stat_field malformed_verify_count)
 check "no malformed PIN reached the card" test "$malformed" -eq 0
 
-if [ "$failures" -ne 0 ]; then
+if [ "$check_failed" -ne 0 ]; then
     echo "--- NSS output"; tail -20 "$tmp/nss.out" 2>/dev/null
     echo "--- openssl output"; tail -20 "$tmp/ossl.out" 2>/dev/null
     echo "--- server log"; tail -20 "$tmp/server.log" 2>/dev/null
-    exit 1
 fi
-exit 0
+check_done

@@ -20,14 +20,14 @@ AUTH_PIN=1234
 # of the module and logs every call to $scratch/spy.log (PIN bytes included: test PINs only).
 BROWSER_MODULE=$JPKI_MODULE
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-# check DESCRIPTION COMMAND...: ok if COMMAND succeeds.
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else not_ok "$what"; fi
+source "$(dirname "${BASH_SOURCE[0]}")/check.bash"
+# finish: the summary and exit status (check_done), keeping the logs when a check failed.
+finish() {
+    if [ "$check_failed" -ne 0 ]; then
+        echo "# logs in $scratch" >&2
+        JPKI_KEEP_SCRATCH=1
+    fi
+    check_done
 }
 
 [ -n "${JPKI_PCSC_TEST:-}" ] || { echo "run inside tests/harness/with-card.sh" >&2; exit 2; }
@@ -85,7 +85,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # The card's certificates (public: the harness's state file is the card).
 mkdir -p "$scratch/card"
 "$JPKI_VC" export --state "$JPKI_TEST_STATE" --out "$scratch/card" >/dev/null ||
-    { echo "cannot export the card certificates" >&2; exit 1; }
+    { not_ok "export the card certificates"; finish; }
 AUTH_SUBJECT_CN=$(openssl x509 -in "$scratch/card/auth_cert.pem" -noout -subject -nameopt multiline |
     sed -n 's/^ *commonName *= *//p' | head -n 1)
 
@@ -106,7 +106,7 @@ mkdir -p "$scratch/pki"
         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >ext &&
         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
             -extfile ext -out server.pem
-) >"$scratch/pki/log" 2>&1 || { cat "$scratch/pki/log" >&2; exit 1; }
+) >"$scratch/pki/log" 2>&1 || { cat "$scratch/pki/log" >&2; not_ok "test CA and server certificate"; finish; }
 
 # start_s_server tls1_2|tls1_3 PORT: a server that requires a client certificate (-Verify 2) from
 # the card's authentication CA and echoes the session, including the client certificate (-www).
@@ -115,7 +115,7 @@ start_s_server() {
     start_bg "$scratch/s_server-$version.log" openssl s_server -accept "127.0.0.1:$port" \
         -cert "$scratch/pki/server.pem" -key "$scratch/pki/server.key" \
         -CAfile "$scratch/card/auth_ca_cert.pem" -Verify 2 -www "-$version"
-    wait_for 10 port_open "$port" || { not_ok "s_server $version listens on $port"; exit 1; }
+    wait_for 10 port_open "$port" || { not_ok "s_server $version listens on $port"; finish; }
 }
 
 # Does the module advertise CKM_RSA_PKCS_PSS on the authentication token (slot 0)? Only then can
@@ -128,11 +128,3 @@ module_has_pss() {
 card_stats() { "$JPKI_VC" ctl --control "$JPKI_TEST_CONTROL" stats | sed 's/^ok //'; }
 stat_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
-finish() {
-    if [ "$failures" -eq 0 ]; then
-        exit 0
-    fi
-    echo "# $failures check(s) failed; logs in $scratch" >&2
-    JPKI_KEEP_SCRATCH=1
-    exit 1
-}

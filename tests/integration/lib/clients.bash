@@ -2,7 +2,7 @@
 # lib/ so that tests/run-all.sh (which runs tests/integration/*.sh) does not take it for a suite.
 #
 # Gives: $module (absolute path of the module under test), $w (scratch dir, removed on exit),
-# ok/fail/check/check_fails, bg (start a background process that is stopped on exit),
+# ok/not_ok/check/check_done (lib/check.bash), fail, check_fails, bg (start a background process that is stopped on exit),
 # token labels $auth_token/$sign_token and their URI forms, card counters.
 set -euo pipefail
 : "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
@@ -21,26 +21,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/check.bash"
 # show FILE...: prints files to stderr (diagnostics before a failure).
 show() { local f; for f in "$@"; do echo "--- $f" >&2; tail -n 40 "$f" >&2 || true; done; }
 # The output of the last client run through `into`, shown when a check fails.
 last_log=""
+# fail WHAT: a failed step (not_ok) with the last client's output; the suite goes on.
 fail() {
-    echo "not ok - $*" >&2
+    not_ok "$*"
     if [ -n "$last_log" ]; then show "$last_log"; fi
-    exit 1
 }
-# check WHAT CMD...: CMD must succeed. (A bare `cmd && ok` would not stop the suite under set -e.)
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
 # check_fails WHAT CMD...: CMD must fail cleanly: not killed by a signal (a crash), not timed out.
 check_fails() {
     local what=$1 rc=0; shift
     "$@" || rc=$?
-    if [ $rc -eq 0 ]; then fail "$what (it succeeded)"; fi
-    if [ $rc -eq 124 ]; then fail "$what (timed out)"; fi
-    if [ $rc -gt 128 ] && [ $rc -le 192 ]; then fail "$what (killed by signal $((rc - 128)))"; fi
-    ok "$what"
+    if [ $rc -eq 0 ]; then fail "$what (it succeeded)"
+    elif [ $rc -eq 124 ]; then fail "$what (timed out)"
+    elif [ $rc -gt 128 ] && [ $rc -le 192 ]; then fail "$what (killed by signal $((rc - 128)))"
+    else ok "$what"; fi
 }
 # into FILE CMD...: runs CMD with its output (both streams) in FILE.
 into() { local out=$1; shift; last_log=$out; "$@" >"$out" 2>&1; }
@@ -74,10 +72,10 @@ uri_enc() {
 
 # The token labels as the module shows them (they carry part of the card's serial number).
 p11() { pkcs11-tool --module "$module" "$@"; }
-p11 -L >"$w/slots" 2>&1 || { show "$w/slots"; fail "pkcs11-tool -L through the module"; }
+p11 -L >"$w/slots" 2>&1 || { show "$w/slots"; fail "pkcs11-tool -L through the module"; check_done; }
 auth_token=$(sed -n 's/^ *token label *: *\(JPKI Auth.*[^ ]\) *$/\1/p' "$w/slots" | head -n 1)
 sign_token=$(sed -n 's/^ *token label *: *\(JPKI Sign.*[^ ]\) *$/\1/p' "$w/slots" | head -n 1)
-[ -n "$auth_token" ] && [ -n "$sign_token" ] || { show "$w/slots"; fail "both JPKI tokens present"; }
+[ -n "$auth_token" ] && [ -n "$sign_token" ] || { show "$w/slots"; fail "both JPKI tokens present"; check_done; }
 auth_uri="pkcs11:token=$(uri_enc "$auth_token")"
 sign_uri="pkcs11:token=$(uri_enc "$sign_token")"
 # Object labels (include/jpki-pkcs11.h).

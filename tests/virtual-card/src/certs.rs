@@ -1,4 +1,4 @@
-//! Issuing the four JPKI certificates of a virtual card (jpki-card.md §7).
+//! Issuing the four JPKI certificates of a virtual card (docs/card-protocol.md, "Certificates").
 //!
 //! Certificates are assembled field by field with the `x509-cert` types and signed with
 //! sha256WithRSAEncryption. The CA DNs are the real ones; everything personal is fake.
@@ -37,12 +37,12 @@ const OID_AD_CA_ISSUERS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.
 const OID_ANY_POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.32.0");
 const OID_QT_CPS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.2.1");
 
-/// Certificate policy of the signature certificate, class 20 (jpki-card.md §7 [1]).
+/// Certificate policy of the signature certificate, class 20 (docs/card-protocol.md, "Certificates" [1]).
 pub const POLICY_SIGN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.1.1.20");
-/// Certificate policy of the authentication certificate, class 30 (jpki-card.md §7 [1]).
+/// Certificate policy of the authentication certificate, class 30 (docs/card-protocol.md, "Certificates" [1]).
 pub const POLICY_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.1.3.30");
 
-/// otherName OIDs of the personal data in the signature certificate SAN (jpki-card.md §7 [C]):
+/// otherName OIDs of the personal data in the signature certificate SAN (docs/card-protocol.md, "Certificates" [C]):
 /// name, name (substitute characters), sex, date of birth, address, address (substitute).
 pub const SAN_OIDS: [ObjectIdentifier; 6] = [
     ObjectIdentifier::new_unwrap("1.2.392.200149.8.5.5.1"),
@@ -196,7 +196,7 @@ pub fn issue_ca(h: Hierarchy, key: &RsaPrivateKey, serial: &[u8]) -> Result<Vec<
             },
         )?,
         // Policy with a CPS pointer, an authority-revocation list and a caIssuers pointer: the
-        // real JPKI CA certificates are 1301–1319 bytes (jpki-card.md §4 [1]), and certificate
+        // real JPKI CA certificates are 1301–1319 bytes (docs/card-protocol.md, "Reading a certificate" [1]), and certificate
         // size decides how many READ BINARY commands a reader needs, so ours are of that size.
         extension(
             &dn,

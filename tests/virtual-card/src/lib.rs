@@ -1,4 +1,4 @@
-//! A virtual My Number Card (JPKI AP), faithful to `shared/docs/jpki-card.md`.
+//! A virtual My Number Card (JPKI AP), faithful to the card protocol of `docs/card-protocol.md`.
 //!
 //! Used in-process by the product's unit tests ([`VirtualCard::process_apdu`]) and, through
 //! the `jpki-virtual-card` binary, as a vsmartcard vpcd client so that pcscd and OpenSC see a

@@ -17,14 +17,14 @@ use crate::apdu::{hex, unhex};
 use crate::certs::{self, EeParams, Hierarchy};
 use crate::{DEFAULT_AUTH_PIN, DEFAULT_KENHOJO_PIN, DEFAULT_SIGN_PASSWORD};
 
-/// Maximum tries of the auth PIN (EF 0018), jpki-card.md §5 [C].
+/// Maximum tries of the auth PIN (EF 0018), docs/card-protocol.md, "PINs" [C].
 pub const AUTH_MAX_TRIES: u8 = 3;
-/// Maximum tries of the signature password (EF 001B), jpki-card.md §5 [C].
+/// Maximum tries of the signature password (EF 001B), docs/card-protocol.md, "PINs" [C].
 pub const SIGN_MAX_TRIES: u8 = 5;
-/// Maximum tries of the kenhojo PIN (text AP EF 0011), jpki-card.md §5 [C].
+/// Maximum tries of the kenhojo PIN (text AP EF 0011), docs/card-protocol.md, "PINs" [C].
 pub const KENHOJO_MAX_TRIES: u8 = 3;
 
-/// Token label of a physical My Number Card (EF 0006, jpki-card.md §3 [C]).
+/// Token label of a physical My Number Card (EF 0006, docs/card-protocol.md, "Files of the JPKI application" [C]).
 pub const TOKEN_LABEL: &str = "JPKIAPICCTOKEN2";
 
 /// Fake personal data of the holder, as printed on the card and carried by the signature

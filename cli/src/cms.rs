@@ -25,14 +25,49 @@ use der::{Any, Decode, Encode};
 use jpki_pkcs11::card::{CertificateFile, KeyKind, Pin};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
-use serde_json::json;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
 
 use super::args::Args;
-use super::common::{self, card_failure, Exit, Failure, PinSource, Progress};
+use super::common::{self, card_failure, Exit, Failure, PinSource, Progress, Report};
+
+/// What `jpki sign` reports.
+#[derive(Serialize)]
+struct SignReport {
+    /// The file written.
+    signature: String,
+    key: &'static str,
+    signer: String,
+    /// SHA-256 of the signed file, hex.
+    sha256: String,
+}
+
+impl Report for SignReport {
+    fn human(&self) {
+        println!("wrote {} (CMS detached signature, DER)", self.signature);
+        println!("signer: {}", self.signer);
+    }
+}
+
+/// What `jpki verify` reports (only for a valid signature; an invalid one is a failure).
+#[derive(Serialize)]
+struct VerifyReport {
+    valid: bool,
+    signer: String,
+    ca_checked: bool,
+}
+
+impl Report for VerifyReport {
+    fn human(&self) {
+        println!("signature valid; signer: {}", self.signer);
+        if !self.ca_checked {
+            println!("(the signer's certificate was not checked against a CA: use --ca)");
+        }
+    }
+}
 
 const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
@@ -193,18 +228,16 @@ pub fn sign(args: &Args, key: KeyKind, input: &Path, output: Option<&Path>) -> R
     let der = info.to_der().map_err(|e| internal("ContentInfo", e))?;
     std::fs::write(&out_path, &der)
         .map_err(|e| Failure::new(Exit::Error, format!("writing {}: {e}", out_path.display())))?;
-    let subject = cert.tbs_certificate.subject.to_string();
-    if args.json {
-        common::print_json(&json!({
-            "signature": out_path.display().to_string(),
-            "key": match key { KeyKind::Authentication => "auth", KeyKind::Signature => "sign" },
-            "signer": subject,
-            "sha256": hex(&digest),
-        }));
-    } else {
-        println!("wrote {} (CMS detached signature, DER)", out_path.display());
-        println!("signer: {subject}");
-    }
+    let report = SignReport {
+        signature: out_path.display().to_string(),
+        key: match key {
+            KeyKind::Authentication => "auth",
+            KeyKind::Signature => "sign",
+        },
+        signer: cert.tbs_certificate.subject.to_string(),
+        sha256: hex(&digest),
+    };
+    common::output(args, &report);
     Ok(())
 }
 
@@ -362,18 +395,12 @@ pub fn verify(
         }
         None => None,
     };
-    let subject = check(&sig, &data, ca_cert.as_ref())?;
-    if args.json {
-        common::print_json(&json!({
-            "valid": true,
-            "signer": subject,
-            "ca_checked": ca_cert.is_some(),
-        }));
-    } else {
-        println!("signature valid; signer: {subject}");
-        if ca_cert.is_none() {
-            println!("(the signer's certificate was not checked against a CA: use --ca)");
-        }
-    }
+    let signer = check(&sig, &data, ca_cert.as_ref())?;
+    let report = VerifyReport {
+        valid: true,
+        signer,
+        ca_checked: ca_cert.is_some(),
+    };
+    common::output(args, &report);
     Ok(())
 }

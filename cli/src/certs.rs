@@ -6,10 +6,30 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use jpki_pkcs11::card::{CertificateFile, KeyKind, Pin};
-use serde_json::json;
+use serde::Serialize;
 
 use super::args::Args;
-use super::common::{self, card_failure, Exit, Failure, PinSource, Progress};
+use super::common::{self, card_failure, Exit, Failure, PinSource, Progress, Report};
+
+/// What `jpki certs export` reports.
+#[derive(Serialize)]
+struct ExportReport {
+    files: Vec<String>,
+    /// Whether the signature certificate (personal data) is among them.
+    #[serde(skip)]
+    signature_certificate: bool,
+}
+
+impl Report for ExportReport {
+    fn human(&self) {
+        for f in &self.files {
+            println!("wrote {f}");
+        }
+        if self.signature_certificate {
+            println!("(the signature certificate holds your name, address and birth date: keep it private)");
+        }
+    }
+}
 
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), Failure> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -58,7 +78,7 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
         let der_path = dir.join(format!("{name}.der"));
         let pem_path = dir.join(format!("{name}.pem"));
         write_file(&der_path, &der, private)?;
-        write_file(&pem_path, common::pem(&der).as_bytes(), private)?;
+        write_file(&pem_path, common::pem(&der)?.as_bytes(), private)?;
         written.push(der_path);
         written.push(pem_path);
     }
@@ -67,16 +87,10 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
         let _ = card.logout();
     }
     drop(progress);
-    if args.json {
-        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        common::print_json(&json!({ "files": files }));
-    } else {
-        for p in &written {
-            println!("wrote {}", p.display());
-        }
-        if sign {
-            println!("(the signature certificate holds your name, address and birth date: keep it private)");
-        }
-    }
+    let report = ExportReport {
+        files: written.iter().map(|p| p.display().to_string()).collect(),
+        signature_certificate: sign,
+    };
+    common::output(args, &report);
     Ok(())
 }

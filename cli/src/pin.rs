@@ -3,10 +3,23 @@
 //! anything reaches the card, so a typing error never costs a try.
 
 use jpki_pkcs11::card::{KenhojoPin, KeyKind, Pin};
-use serde_json::json;
+use serde::Serialize;
 
 use super::args::{Args, PinWhich};
-use super::common::{self, card_failure, Exit, Failure, PinSource, Progress};
+use super::common::{self, card_failure, Exit, Failure, PinSource, Progress, Report};
+
+/// What `jpki pin change` reports.
+#[derive(Serialize)]
+struct PinReport {
+    /// Which PIN was changed, in words.
+    changed: &'static str,
+}
+
+impl Report for PinReport {
+    fn human(&self) {
+        println!("The {} was changed.", self.changed);
+    }
+}
 
 pub fn change(args: &Args, which: PinWhich) -> Result<(), Failure> {
     let (what, rule) = match which {
@@ -53,10 +66,6 @@ pub fn change(args: &Args, which: PinWhich) -> Result<(), Failure> {
                 .map_err(|e| card_failure(e, what))?;
         }
     }
-    if args.json {
-        common::print_json(&json!({ "changed": what }));
-    } else {
-        println!("The {what} was changed.");
-    }
+    common::output(args, &PinReport { changed: what });
     Ok(())
 }

@@ -2,18 +2,21 @@
 //! (or from a file descriptor), a progress indication, certificate summaries, output.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use der::pem::LineEnding;
 use der::Decode;
 use jpki_pkcs11::card::{CardError, JpkiCard, KeyKind, PinFormatError};
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::{ReaderState, Readers, TransportError};
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::args::Args;
+use super::tty::{self, TtyError};
 
 /// Documented exit codes (README, `jpki --help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,14 +130,21 @@ pub fn key_rule(key: KeyKind) -> &'static str {
     }
 }
 
+/// A failure as `--json` prints it on stdout.
+#[derive(Serialize)]
+struct FailureReport<'a> {
+    error: &'a str,
+    hint: Option<&'a str>,
+    exit_code: i32,
+}
+
 pub fn report_failure(f: &Failure, json: bool) {
     if json {
-        let v = serde_json::json!({
-            "error": f.message,
-            "hint": f.hint,
-            "exit_code": f.exit as i32,
+        print_json(&FailureReport {
+            error: &f.message,
+            hint: f.hint.as_deref(),
+            exit_code: f.exit as i32,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
     eprintln!("jpki: {}", f.message);
     if let Some(h) = &f.hint {
@@ -142,9 +152,25 @@ pub fn report_failure(f: &Failure, json: bool) {
     }
 }
 
-/// Prints a JSON value (pretty) to stdout.
-pub fn print_json(v: &serde_json::Value) {
+/// Prints a report (pretty JSON) to stdout.
+pub fn print_json(v: &impl Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// What a command prints on success: one typed value, shown as JSON with `--json` and as text
+/// for people otherwise, so that the two forms cannot drift apart.
+pub trait Report: Serialize {
+    /// The text form, on stdout.
+    fn human(&self);
+}
+
+/// Prints `report` the way the command line asked for.
+pub fn output(args: &Args, report: &impl Report) {
+    if args.json {
+        print_json(report);
+    } else {
+        report.human();
+    }
 }
 
 // ----- readers and the card ------------------------------------------------------------------
@@ -212,16 +238,18 @@ pub struct PinSource {
 }
 
 impl PinSource {
+    /// `--pin-fd N` is read through a descriptor of our own, opened on `/dev/fd/N`: descriptor N
+    /// belongs to whoever started us and is never closed (`--pin-fd 1` leaves stdout alone). For
+    /// a pipe this reads the same pipe; for a file, the file from its start.
     pub fn new(args: &Args) -> Result<PinSource, Failure> {
         let fd = match args.pin_fd {
             None => None,
-            Some(n) if n >= 0 => {
-                use std::os::fd::FromRawFd;
-                // SAFETY: the user gave us this descriptor to read from (--pin-fd); we own it
-                // from here on and nothing else in the process uses it.
-                Some(BufReader::new(unsafe { File::from_raw_fd(n) }))
+            Some(n) => {
+                let file = File::open(format!("/dev/fd/{n}")).map_err(|e| {
+                    Failure::new(Exit::Usage, format!("--pin-fd {n}: cannot read it: {e}"))
+                })?;
+                Some(BufReader::new(file))
             }
-            Some(n) => return Err(Failure::new(Exit::Usage, format!("bad --pin-fd {n}"))),
         };
         Ok(PinSource { fd })
     }
@@ -245,38 +273,13 @@ impl PinSource {
     }
 }
 
-/// Prompts on /dev/tty and reads a line with echo off (termios), restoring the terminal.
+/// Prompts on the terminal and reads a line with echo off (`tty`), restoring the terminal.
 fn read_tty_no_echo(prompt: &str, line: &mut String) -> Result<(), Failure> {
-    use std::os::fd::AsRawFd;
-    let no_tty = || {
-        Failure::new(Exit::Usage, "no terminal to ask for the PIN")
-            .hint("give PINs on a file descriptor: --pin-fd N (one per line)")
-    };
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(|_| no_tty())?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-        return Err(no_tty());
-    }
-    let mut quiet = saved;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
-    // Echo off before the prompt appears, so that nothing typed after it is ever echoed.
-    // SAFETY: valid descriptor and termios.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    let mut out = &tty;
-    let _ = write!(out, "{prompt}");
-    let _ = out.flush();
-    let result = BufReader::new(&tty).read_line(line);
-    // SAFETY: as above; restores what was there.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    result.map_err(|e| Failure::new(Exit::Usage, format!("reading the PIN: {e}")))?;
-    Ok(())
+    tty::read_line_no_echo(prompt, line).map_err(|e| match e {
+        TtyError::NoTerminal => Failure::new(Exit::Usage, "no terminal to ask for the PIN")
+            .hint("give PINs on a file descriptor: --pin-fd N (one per line)"),
+        TtyError::Io(e) => Failure::new(Exit::Usage, format!("reading the PIN: {e}")),
+    })
 }
 
 // ----- progress ------------------------------------------------------------------------------
@@ -290,8 +293,7 @@ pub struct Progress {
 impl Progress {
     pub fn start(message: &str) -> Progress {
         let stop = Arc::new(AtomicBool::new(false));
-        // SAFETY: isatty only inspects the descriptor.
-        let tty = unsafe { libc::isatty(2) } == 1;
+        let tty = std::io::stderr().is_terminal();
         let thread = tty.then(|| {
             // The first frame at once, so even a quick operation shows what it does.
             eprint!("\r| {message}");
@@ -324,6 +326,7 @@ impl Drop for Progress {
 // ----- certificates --------------------------------------------------------------------------
 
 /// What `status` shows of a certificate.
+#[derive(Serialize)]
 pub struct CertSummary {
     pub subject: String,
     pub issuer: String,
@@ -354,16 +357,9 @@ pub fn summarize(der_bytes: &[u8]) -> Option<CertSummary> {
 }
 
 /// PEM of a DER certificate.
-pub fn pem(der_bytes: &[u8]) -> String {
-    use base64ct::{Base64, Encoding};
-    let b64 = Base64::encode_string(der_bytes);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+pub fn pem(der_bytes: &[u8]) -> Result<String, Failure> {
+    der::pem::encode_string("CERTIFICATE", LineEnding::LF, der_bytes)
+        .map_err(|e| Failure::new(Exit::Error, format!("PEM encoding: {e}")))
 }
 
 /// DER from a file holding DER or PEM.
@@ -371,15 +367,8 @@ pub fn read_der_or_pem(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::new(Exit::Error, format!("reading {}: {e}", path.display())))?;
     if bytes.starts_with(b"-----BEGIN") {
-        let text = String::from_utf8_lossy(&bytes);
-        let b64: String = text
-            .lines()
-            .skip_while(|l| !l.starts_with("-----BEGIN"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("-----END"))
-            .collect();
-        use base64ct::{Base64, Encoding};
-        Base64::decode_vec(b64.trim())
+        der::pem::decode_vec(&bytes)
+            .map(|(_label, der)| der)
             .map_err(|_| Failure::new(Exit::Error, format!("{}: bad PEM", path.display())))
     } else {
         Ok(bytes)

@@ -13,21 +13,23 @@ use std::process::Command;
 use jpki_pkcs11::card::{JpkiCard, KeyKind};
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::{Readers, TransportError};
-use serde_json::json;
+use serde::Serialize;
 
 use super::args::Args;
-use super::common::{self, Exit, Failure};
+use super::common::{self, Exit, Failure, Report};
 
 /// The file name of our module (what registrations refer to).
 const MODULE_FILE: &str = "libjpki_pkcs11.so";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Level {
     Ok,
     Warning,
     Problem,
 }
 
+#[derive(Serialize)]
 struct Finding {
     check: &'static str,
     level: Level,
@@ -331,26 +333,37 @@ pub fn run(args: &Args, module: Option<&Path>) -> Result<(), Failure> {
         .iter()
         .filter(|f| f.level == Level::Warning)
         .count();
-    if args.json {
-        let items: Vec<_> = findings
-            .iter()
-            .map(|f| {
-                json!({
-                    "check": f.check,
-                    "level": match f.level { Level::Ok => "ok", Level::Warning => "warning", Level::Problem => "problem" },
-                    "message": f.message,
-                    "fix": f.fix,
-                })
-            })
-            .collect();
-        common::print_json(&json!({
-            "module": module.display().to_string(),
-            "findings": items,
-            "problems": problems,
-            "warnings": warnings,
-        }));
+    common::output(
+        args,
+        &DoctorReport {
+            module: module.display().to_string(),
+            findings,
+            problems,
+            warnings,
+        },
+    );
+    if problems > 0 {
+        Err(Failure::new(
+            Exit::Problems,
+            format!("{problems} problem(s) found"),
+        ))
     } else {
-        for f in &findings {
+        Ok(())
+    }
+}
+
+/// What `jpki doctor` reports.
+#[derive(Serialize)]
+struct DoctorReport {
+    module: String,
+    findings: Vec<Finding>,
+    problems: usize,
+    warnings: usize,
+}
+
+impl Report for DoctorReport {
+    fn human(&self) {
+        for f in &self.findings {
             let mark = match f.level {
                 Level::Ok => "ok     ",
                 Level::Warning => "WARNING",
@@ -361,14 +374,9 @@ pub fn run(args: &Args, module: Option<&Path>) -> Result<(), Failure> {
                 println!("          fix: {fix}");
             }
         }
-        println!("{problems} problem(s), {warnings} warning(s).");
-    }
-    if problems > 0 {
-        Err(Failure::new(
-            Exit::Problems,
-            format!("{problems} problem(s) found"),
-        ))
-    } else {
-        Ok(())
+        println!(
+            "{} problem(s), {} warning(s).",
+            self.problems, self.warnings
+        );
     }
 }
