@@ -101,17 +101,7 @@ impl CertificateFile {
     }
 }
 
-/// How the card is asked to sign. Only PKCS#1 v1.5 over a caller-built DigestInfo
-/// (P1 = 00, P2 = 80: what OpenSC, MYNA and JRS use, [C]); PSS (P1 = 04, [1]) is in `pss.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignatureScheme {
-    Pkcs1V15DigestInfo,
-}
-
-impl SignatureScheme {
-    pub(super) fn p1(self) -> u8 {
-        match self {
-            SignatureScheme::Pkcs1V15DigestInfo => 0x00,
-        }
-    }
-}
+/// P1 of COMPUTE DIGITAL SIGNATURE for PKCS#1 v1.5 over a caller-built DigestInfo: the card
+/// adds the padding (P1 = 00 with P2 = 80 is what OpenSC, MYNA and JRS send, confirmed by
+/// several sources, docs/card-protocol.md). PSS (P1 = 04, one source) is in `pss.rs`.
+pub(super) const P1_PKCS1_DIGEST_INFO: u8 = 0x00;

@@ -23,7 +23,7 @@ use super::apdu::{Command, StatusWord};
 use super::error::CardError;
 use super::pin::Pin;
 use crate::transport::Transport;
-use files::{SignatureScheme, EF_TOKEN_INFO, MAX_DIGEST_INFO_LEN, SIGNATURE_LEN, TOKEN_LABEL_LEN};
+use files::{EF_TOKEN_INFO, MAX_DIGEST_INFO_LEN, SIGNATURE_LEN, TOKEN_LABEL_LEN};
 use session::Session;
 use sfi::{refuses_form, sfi_p};
 
@@ -229,7 +229,6 @@ impl JpkiCard {
         if digest_info.is_empty() || digest_info.len() > MAX_DIGEST_INFO_LEN {
             return Err(CardError::DataLength);
         }
-        let scheme = SignatureScheme::Pkcs1V15DigestInfo;
         self.with_session(|s| {
             let sfi = s.state.sfi;
             let try_sfi =
@@ -237,7 +236,7 @@ impl JpkiCard {
             let mut answer = None;
             if let Some(p2) = sfi_p(key.key_ef()).filter(|_| try_sfi) {
                 s.select_ap(false)?;
-                let response = s.compute_signature(scheme, p2, digest_info)?;
+                let response = s.compute_signature(p2, digest_info)?;
                 s.ef = None;
                 if refuses_form(response.sw) {
                     log::debug!(
@@ -256,7 +255,7 @@ impl JpkiCard {
                 Some(r) => r,
                 None => {
                     s.select_ef(key.key_ef())?;
-                    s.compute_signature(scheme, 0x80, digest_info)?
+                    s.compute_signature(0x80, digest_info)?
                 }
             };
             match response.sw {
