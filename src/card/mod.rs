@@ -6,6 +6,7 @@ pub mod apdu;
 pub mod error;
 pub mod jpki;
 pub mod pin;
+pub mod readers;
 
 pub use error::CardError;
 pub use jpki::{
@@ -13,6 +14,7 @@ pub use jpki::{
     Support, PSS_HASH_LEN,
 };
 pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
+pub use readers::{CardReaders, ReaderState};
 
 #[cfg(test)]
 mod beyond_tests;

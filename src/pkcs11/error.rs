@@ -150,6 +150,7 @@ impl From<CardError> for Error {
             CardError::FileNotFound
             | CardError::NotJpki
             | CardError::Timeout
+            | CardError::Cancelled
             | CardError::UnexpectedStatus(_)
             | CardError::MalformedResponse(_)
             | CardError::Transport(_) => Error::DeviceError,

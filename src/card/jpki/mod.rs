@@ -56,6 +56,7 @@ impl CardState {
             | CardError::NoService
             | CardError::NoReader
             | CardError::Timeout
+            | CardError::Cancelled
             | CardError::Transport(_) => self.ap_selected = false,
             _ => {}
         }
