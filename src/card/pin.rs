@@ -118,6 +118,15 @@ pub enum Pin {
 }
 
 impl Pin {
+    /// Shortest and longest PIN of `key`, as `C_GetTokenInfo` reports them: 4 and 4 for the
+    /// authentication PIN, 6 and 16 for the signature password (docs/card-protocol.md).
+    pub fn len_range(key: KeyKind) -> (usize, usize) {
+        match key {
+            KeyKind::Authentication => (AuthPin::LEN, AuthPin::LEN),
+            KeyKind::Signature => (SignaturePassword::MIN_LEN, SignaturePassword::MAX_LEN),
+        }
+    }
+
     /// Parses the PIN of `key` from what the user typed (bytes as given to `C_Login`).
     pub fn parse(key: KeyKind, bytes: &[u8]) -> Result<Pin, PinFormatError> {
         match key {

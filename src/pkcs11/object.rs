@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 
 use super::cert::CertificateData;
 use super::mechanism::SIGN_MECHANISMS;
-use crate::card::{CertificateFile, KeyKind};
+use crate::card::KeyKind;
 
 /// An object handle. Handles are never reused within a process.
 pub type ObjectHandle = CK_OBJECT_HANDLE;
@@ -113,17 +113,6 @@ pub fn pair_names(key: KeyKind) -> PairNames {
             ca_id: 0x04,
             ca_label: "JPKI Digital Signature CA",
         },
-    }
-}
-
-/// The certificate EFs of a token: (user certificate, CA certificate).
-pub fn cert_files(key: KeyKind) -> (CertificateFile, CertificateFile) {
-    match key {
-        KeyKind::Authentication => (
-            CertificateFile::Authentication,
-            CertificateFile::AuthenticationCa,
-        ),
-        KeyKind::Signature => (CertificateFile::Signature, CertificateFile::SignatureCa),
     }
 }
 

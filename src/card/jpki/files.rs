@@ -53,6 +53,17 @@ impl KeyKind {
         }
     }
 
+    /// The certificate EFs of this key: (its own certificate, its CA's certificate).
+    pub fn certificate_files(self) -> (CertificateFile, CertificateFile) {
+        match self {
+            KeyKind::Authentication => (
+                CertificateFile::Authentication,
+                CertificateFile::AuthenticationCa,
+            ),
+            KeyKind::Signature => (CertificateFile::Signature, CertificateFile::SignatureCa),
+        }
+    }
+
     pub(super) fn bit(self) -> u8 {
         match self {
             KeyKind::Authentication => 1,

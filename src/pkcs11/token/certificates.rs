@@ -9,7 +9,7 @@ use super::{kind_index, next_object_handle, Card, CardInner};
 use crate::card::{CardError, CertificateFile, KeyKind};
 use crate::pkcs11::cert::CertificateData;
 use crate::pkcs11::error::{Error, Result};
-use crate::pkcs11::object::{self, cert_files, pair_names, Object, ObjectHandle};
+use crate::pkcs11::object::{self, pair_names, Object, ObjectHandle};
 
 /// A certificate EF and the objects built from it.
 #[derive(Default)]
@@ -124,7 +124,7 @@ impl Card {
     /// asks for, once.
     pub(super) fn load(&self, inner: &mut CardInner, kind: KeyKind, want: Files) -> Result<()> {
         let idx = kind_index(kind);
-        let (user_file, ca_file) = cert_files(kind);
+        let (user_file, ca_file) = kind.certificate_files();
         let names = pair_names(kind);
         let logged_in = inner.tokens[idx].logged_in;
         let wanted = |c: &CertObjects| match c {

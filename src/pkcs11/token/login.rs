@@ -5,8 +5,8 @@ use std::time::Duration;
 use cryptoki_sys::*;
 
 use super::{kind_index, Card};
-use super::{max_tries, LoginKind, TokenState};
-use crate::card::{CardError, KeyKind, Pin, PinFormatError};
+use super::{LoginKind, TokenState};
+use crate::card::{CardError, KeyKind, Pin};
 use crate::pkcs11::error::{Error, Result};
 
 /// How long a PIN-counter answer is reused by `C_GetTokenInfo` while not logged in.
@@ -42,10 +42,7 @@ impl Card {
     /// never reaches the card (no try is spent on it).
     pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
         self.check_present()?;
-        let pin = Pin::parse(kind, pin).map_err(|e| match e {
-            PinFormatError::Length => Error::PinLenRange,
-            PinFormatError::Charset => Error::PinInvalid,
-        })?;
+        let pin = Pin::parse(kind, pin)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {
@@ -67,21 +64,11 @@ impl Card {
             Ok(()) => {
                 let token = &mut inner.tokens[idx];
                 token.logged_in = true;
-                token.set_tries(max_tries(kind));
+                token.set_tries(kind.max_tries());
                 log::debug!("logged in to {kind:?} token");
                 Ok(())
             }
-            Err(CardError::PinIncorrect { tries_left }) => {
-                inner.tokens[idx].set_tries(tries_left);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinIncorrect)
-            }
-            Err(CardError::PinBlocked) => {
-                inner.tokens[idx].set_tries(0);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinLocked)
-            }
-            Err(e) => Err(self.card_error(&mut inner, e)),
+            Err(e) => Err(self.pin_error(&mut inner, kind, e)),
         }
     }
 
@@ -126,19 +113,13 @@ impl Card {
     pub fn change_pin(&self, kind: KeyKind, old: &[u8], new: &[u8]) -> Result<()> {
         self.check_present()?;
         // C_SetPIN sets a PIN, so the format errors have their own return values.
-        let parse = |b: &[u8]| {
-            Pin::parse(kind, b).map_err(|e| match e {
-                PinFormatError::Length => Error::PinLenRange,
-                PinFormatError::Charset => Error::PinInvalid,
-            })
-        };
-        let old = parse(old)?;
-        let new = parse(new)?;
+        let old = Pin::parse(kind, old)?;
+        let new = Pin::parse(kind, new)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match inner.jpki.change_pin(&old, &new) {
             Ok(()) => {
-                inner.tokens[idx].set_tries(max_tries(kind));
+                inner.tokens[idx].set_tries(kind.max_tries());
                 let any_logged_in = inner.tokens.iter().any(|t| t.logged_in);
                 if !any_logged_in {
                     if let Err(e) = inner.jpki.logout() {
@@ -148,17 +129,7 @@ impl Card {
                 log::info!("PIN of the {kind:?} token changed");
                 Ok(())
             }
-            Err(CardError::PinIncorrect { tries_left }) => {
-                inner.tokens[idx].set_tries(tries_left);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinIncorrect)
-            }
-            Err(CardError::PinBlocked) => {
-                inner.tokens[idx].set_tries(0);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinLocked)
-            }
-            Err(e) => Err(self.card_error(&mut inner, e)),
+            Err(e) => Err(self.pin_error(&mut inner, kind, e)),
         }
     }
 }
@@ -168,7 +139,7 @@ pub fn tries_flags(kind: KeyKind, tries: u8) -> CK_FLAGS {
     match tries {
         0 => CKF_USER_PIN_LOCKED,
         1 => CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW,
-        t if t < max_tries(kind) => CKF_USER_PIN_COUNT_LOW,
+        t if t < kind.max_tries() => CKF_USER_PIN_COUNT_LOW,
         _ => 0,
     }
 }

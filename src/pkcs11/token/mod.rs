@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::object::{self, Object, ObjectHandle};
-use crate::card::{CardError, JpkiCard, KeyKind};
+use crate::card::{CardError, JpkiCard, KeyKind, Pin};
 use certificates::{CertObjects, Files};
 use login::needs_tries_read;
 pub use login::tries_flags;
@@ -41,22 +41,6 @@ pub fn kind_index(kind: KeyKind) -> usize {
     match kind {
         KeyKind::Authentication => 0,
         KeyKind::Signature => 1,
-    }
-}
-
-/// Retry counter maximum of a key's PIN (jpki-card.md §5).
-pub fn max_tries(kind: KeyKind) -> u8 {
-    match kind {
-        KeyKind::Authentication => 3,
-        KeyKind::Signature => 5,
-    }
-}
-
-/// PIN length bounds of a key's PIN (jpki-card.md §5).
-pub fn pin_len_range(kind: KeyKind) -> (usize, usize) {
-    match kind {
-        KeyKind::Authentication => (4, 4),
-        KeyKind::Signature => (6, 16),
     }
 }
 
@@ -226,7 +210,9 @@ impl Card {
         }
     }
 
-    /// Maps a card error, updating the token state it tells about.
+    /// Maps a card error to this layer's error (through the one `From<CardError>`), after
+    /// recording what it tells about the card: a removal, or a reset by another party (every
+    /// login gone). The answer to a VERIFY of `kind`'s PIN: [`Card::pin_error`].
     fn card_error(&self, inner: &mut CardInner, e: CardError) -> Error {
         match e {
             CardError::Removed | CardError::NoReader => {
@@ -248,6 +234,25 @@ impl Card {
                 log::warn!("card error: {other}");
                 Error::from(other)
             }
+        }
+    }
+
+    /// As [`Card::card_error`], for the answer to a VERIFY of `kind`'s PIN: a wrong or blocked
+    /// PIN records the tries left and ends that token's login (the card dropped its VERIFY).
+    fn pin_error(&self, inner: &mut CardInner, kind: KeyKind, e: CardError) -> Error {
+        let token = &mut inner.tokens[kind_index(kind)];
+        match e {
+            CardError::PinIncorrect { tries_left } => {
+                token.set_tries(tries_left);
+                token.logged_in = false;
+                Error::from(e)
+            }
+            CardError::PinBlocked => {
+                token.set_tries(0);
+                token.logged_in = false;
+                Error::from(e)
+            }
+            other => self.card_error(inner, other),
         }
     }
 
@@ -318,7 +323,7 @@ impl Card {
         if let Some((tries, _)) = inner.tokens[idx].tries {
             flags |= tries_flags(kind, tries);
         }
-        let (min_pin, max_pin) = pin_len_range(kind);
+        let (min_pin, max_pin) = Pin::len_range(kind);
         Ok(TokenInfo {
             label,
             serial,
