@@ -184,7 +184,7 @@ impl Builder {
 /// hex and what the object is; profiles: the token and the profile id. Costs no card traffic.
 fn unique_id(cert: &CertificateData, what: &str) -> Vec<u8> {
     let sha1 = Sha1::digest(&cert.der);
-    let hex: String = sha1[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::hex::encode(&sha1[..8], false);
     format!("{hex}-{what}").into_bytes()
 }
 

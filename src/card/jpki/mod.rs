@@ -2,7 +2,7 @@
 //!
 //! Split by job: [`files`] (the application's AID, EFs, keys and limits), [`session`] (one
 //! transaction: SELECT, READ BINARY, VERIFY, COMPUTE DIGITAL SIGNATURE), [`sfi`] (the
-//! short-file-identifier forms), [`tlv`] (DER length of a file), [`pss`] (the card's own
+//! short-file-identifier forms), [`tlv`] (the one TLV reader: DER and BER), [`pss`] (the card's own
 //! RSASSA-PSS), [`text`] (the other applications of the card). What is sent for each operation,
 //! what is trusted to be selected between transactions and how the SFI forms are detected:
 //! docs/card-layer.md.

@@ -20,6 +20,7 @@ use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use super::tlv::{ber_tlv, ber_total};
 use super::{CardError, Command, JpkiCard, Session, StatusWord, JPKI_AID};
 use crate::card::pin::{AuthPin, PinFormatError};
 
@@ -167,82 +168,6 @@ const EF_MY_NUMBER: u16 = 0x0001;
 const EF_ATTRIBUTES: u16 = 0x0002;
 /// Largest text-AP EF we read (name and address are a few hundred bytes at most).
 const MAX_TEXT_EF: usize = 2048;
-
-/// One BER TLV: (tag, value, total length). Tags of 1–3 bytes, definite lengths up to 2 bytes.
-fn ber_tlv(bytes: &[u8]) -> Result<(u32, &[u8], usize), CardError> {
-    let bad = CardError::MalformedResponse("bad TLV in the text application");
-    let first = *bytes.first().ok_or(bad.clone())?;
-    let mut tag = u32::from(first);
-    let mut pos = 1;
-    if first & 0x1F == 0x1F {
-        loop {
-            let b = *bytes.get(pos).ok_or(bad.clone())?;
-            tag = (tag << 8) | u32::from(b);
-            pos += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            if pos > 3 {
-                return Err(bad);
-            }
-        }
-    }
-    let l = *bytes.get(pos).ok_or(bad.clone())?;
-    pos += 1;
-    let len = match l {
-        0x00..=0x7F => usize::from(l),
-        0x81 => {
-            let n = *bytes.get(pos).ok_or(bad.clone())?;
-            pos += 1;
-            usize::from(n)
-        }
-        0x82 => {
-            let (h, n) = (
-                *bytes.get(pos).ok_or(bad.clone())?,
-                *bytes.get(pos + 1).ok_or(bad.clone())?,
-            );
-            pos += 2;
-            usize::from(u16::from_be_bytes([h, n]))
-        }
-        _ => return Err(bad),
-    };
-    let value = bytes.get(pos..pos + len).ok_or(bad)?;
-    Ok((tag, value, pos + len))
-}
-
-/// The total length of the TLV at the start of `bytes`, if its header is complete.
-fn ber_total(bytes: &[u8]) -> Option<usize> {
-    // Parse only the header: fake a long enough buffer by computing the length fields.
-    let first = *bytes.first()?;
-    let mut pos = 1;
-    if first & 0x1F == 0x1F {
-        loop {
-            let b = *bytes.get(pos)?;
-            pos += 1;
-            if b & 0x80 == 0 || pos > 3 {
-                break;
-            }
-        }
-    }
-    let l = *bytes.get(pos)?;
-    pos += 1;
-    let len = match l {
-        0x00..=0x7F => usize::from(l),
-        0x81 => {
-            pos += 1;
-            usize::from(*bytes.get(pos - 1)?)
-        }
-        0x82 => {
-            pos += 2;
-            usize::from(u16::from_be_bytes([
-                *bytes.get(pos - 2)?,
-                *bytes.get(pos - 1)?,
-            ]))
-        }
-        _ => return None,
-    };
-    Some(pos + len)
-}
 
 fn utf8(value: &[u8]) -> Result<Zeroizing<String>, CardError> {
     std::str::from_utf8(value)

@@ -296,11 +296,8 @@ impl Card {
         // the label carries its last 8 digits so that two cards' tokens differ.
         let serial = match &inner.auth_serial {
             Some(s) => {
-                let hex: String = s
-                    .iter()
-                    .skip_while(|b| **b == 0)
-                    .map(|b| format!("{b:02X}"))
-                    .collect();
+                let first = s.iter().position(|b| *b != 0).unwrap_or(s.len());
+                let hex = crate::pkcs11::hex::encode(&s[first..], true);
                 let hex = if hex.is_empty() { "0".to_string() } else { hex };
                 hex[hex.len().saturating_sub(16)..].to_string()
             }
