@@ -1,10 +1,10 @@
-//! PINs, parsed and validated before any try is spent (jpki-card.md §5).
+//! PINs, parsed and validated before any try is spent (docs/card-protocol.md).
 //!
 //! A [`Pin`] can only be built by parsing, so a value of this type always has a length and a
 //! character set the card can hold: a malformed PIN never reaches the card and never costs a try.
 //! Length is checked before the character set ([`PinFormatError::Length`] wins when both fail).
 //!
-//! Decisions (jpki-card.md §5 leaves them to us):
+//! Decisions (docs/card-protocol.md leaves them to us):
 //! - **Lower-case signature passwords are accepted and upper-cased**, as jpki/myna does: the
 //!   card only holds A–Z0–9, so `abc123` can only mean `ABC123`, and refusing it would only
 //!   annoy the user.

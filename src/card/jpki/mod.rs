@@ -294,7 +294,7 @@ impl JpkiCard {
     }
 
     /// Clears the card's security state (both keys) by re-selecting the JPKI AP, as OpenSC
-    /// does (jpki-card.md §6, §9). One APDU.
+    /// does (docs/card-protocol.md). One APDU.
     pub fn logout(&mut self) -> Result<(), CardError> {
         self.with_session(|s| s.select_ap(true))
     }

@@ -2,7 +2,7 @@
 //! answer, and the 券面事項入力補助AP (card-info input support, "kenhojo"/text AP) with its own
 //! 4-digit PIN, read only on the holder's explicit request.
 //!
-//! Facts (jpki-card.md §2, §5; MC and MYNA for the file layout):
+//! Facts (docs/card-protocol.md; MC and MYNA for the file layout):
 //! - AID `D3 92 10 00 31 00 01 01 04 08` [C]; PIN EF 0011, 4 digits, 3 tries [C]; VERIFY and
 //!   the empty tries query work as in the JPKI AP [C].
 //! - EF 0001 holds the 12-digit My Number in one BER TLV (tag FF10 on a real card per MC [1];
@@ -10,7 +10,7 @@
 //!   DF23 address, DF24 birth date YYYYMMDD, DF25 sex (ISO 5218 digit) }` in UTF-8 [1].
 //!   Both are parsed by tag, not by offset, and filler after the TLV is ignored.
 //!
-//! Selecting another application clears the card's security state (jpki-card.md §6), so every
+//! Selecting another application clears the card's security state (docs/card-protocol.md), so every
 //! operation here forgets the JPKI AP selection and its VERIFYs, and [`read_card_face_info`]
 //! re-selects the JPKI AP at the end so that the kenhojo PIN does not stay verified.
 //!
@@ -24,7 +24,7 @@ use super::tlv::{ber_tlv, ber_total};
 use super::{CardError, Command, JpkiCard, Session, StatusWord, JPKI_AID};
 use crate::card::pin::{AuthPin, PinFormatError};
 
-/// The card applications (jpki-card.md §2).
+/// The card applications (docs/card-protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Application {
     /// 公的個人認証AP.
@@ -48,7 +48,7 @@ impl Application {
         Application::Common,
     ];
 
-    /// The 10-byte AID (jpki-card.md §2 [C]).
+    /// The 10-byte AID (docs/card-protocol.md [C]).
     pub fn aid(self) -> [u8; 10] {
         match self {
             Application::Jpki => JPKI_AID,
@@ -361,7 +361,7 @@ impl JpkiCard {
         })
     }
 
-    /// Changes the kenhojo PIN: VERIFY old, CHANGE REFERENCE DATA new (jpki-card.md §5 [C]),
+    /// Changes the kenhojo PIN: VERIFY old, CHANGE REFERENCE DATA new (docs/card-protocol.md [C]),
     /// then re-selects the JPKI AP.
     pub fn change_kenhojo_pin(
         &mut self,
