@@ -32,8 +32,12 @@ use sfi::{refuses_form, sfi_p};
 struct CardState {
     /// The JPKI AP is the current DF.
     ap_selected: bool,
-    /// Keys (bits of [`KeyKind::bit`]) verified since the AP was last selected.
+    /// Keys (bits of [`KeyKind::bit`]) verified since the AP was last selected: what the card
+    /// holds, and what [`JpkiCard`]'s drop clears.
     verified: u8,
+    /// Keys among `verified` that the user of this connection has released
+    /// ([`JpkiCard::release`]): the card still holds their VERIFY, but they count as logged out.
+    released: u8,
     /// Answer of `is_jpki`, once known (a card does not change while connected).
     is_jpki: Option<bool>,
     /// Whether the card signs with RSASSA-PSS (P1 = 04), once probed or learnt (`pss.rs`).
@@ -96,11 +100,22 @@ impl JpkiCard {
         self.transport.apdus_sent()
     }
 
-    /// Whether `key`'s PIN was verified and, as far as this connection knows, the card still
-    /// holds that state. Re-selecting the application (logout, recovery from an answer that
-    /// suggests another client changed the selection) and card resets clear it.
+    /// Whether `key`'s PIN is verified for the user of this connection: it was verified, as far
+    /// as this connection knows the card still holds that state, and it was not released. This
+    /// is the one login state of the module: the pkcs11 layer's tokens ask it. Re-selecting
+    /// the application (logout, recovery from an answer that suggests another client changed
+    /// the selection), card resets and a failed VERIFY clear it.
     pub fn is_verified(&self, key: KeyKind) -> bool {
-        self.state.verified & key.bit() != 0
+        (self.state.verified & !self.state.released) & key.bit() != 0
+    }
+
+    /// Stops counting `key`'s PIN as verified, without card traffic. The card cannot forget
+    /// one key's VERIFY alone (re-selecting the application forgets both), so a user that logs
+    /// one key out while the other stays in use releases it; the card keeps that VERIFY until
+    /// the next [`JpkiCard::logout`] (at the latest when this connection is dropped). Also
+    /// for a VERIFY the card answered 69 82 to (it no longer holds it).
+    pub fn release(&mut self, key: KeyKind) {
+        self.state.released |= key.bit();
     }
 
     /// What the card has shown so far of the SFI forms (module documentation).

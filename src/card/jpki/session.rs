@@ -285,6 +285,7 @@ impl Session<'_> {
         match sw {
             StatusWord::OK => {
                 self.state.verified |= key.bit();
+                self.state.released &= !key.bit();
                 Ok(())
             }
             StatusWord::DATA_BLOCKED | StatusWord::AUTH_BLOCKED => Err(CardError::PinBlocked),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use cryptoki_sys::*;
 
 use super::{kind_index, Card};
-use super::{LoginKind, TokenState};
+use super::{LoginKind, TokenState, KINDS};
 use crate::card::{CardError, KeyKind, Pin};
 use crate::pkcs11::error::{Error, Result};
 
@@ -29,10 +29,10 @@ pub(super) const TRIES_CACHE: Duration = Duration::from_millis(2000);
 /// - not logged in: ask again only when the last answer is older than [`TRIES_CACHE`], so a
 ///   burst of `C_GetTokenInfo` (NSS calls it for every slot and again around a login) costs one
 ///   query, while the flags stay true within that window of another application's VERIFY.
-pub(super) fn needs_tries_read(token: &TokenState) -> bool {
+pub(super) fn needs_tries_read(token: &TokenState, logged_in: bool) -> bool {
     match token.tries {
         None => true,
-        Some(_) if token.logged_in => false,
+        Some(_) if logged_in => false,
         Some((_, at)) => at.elapsed() >= TRIES_CACHE,
     }
 }
@@ -46,10 +46,8 @@ impl Card {
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {
-            LoginKind::User if inner.tokens[idx].logged_in => {
-                return Err(Error::UserAlreadyLoggedIn)
-            }
-            LoginKind::ContextSpecific if !inner.tokens[idx].logged_in => {
+            LoginKind::User if inner.logged_in(kind) => return Err(Error::UserAlreadyLoggedIn),
+            LoginKind::ContextSpecific if !inner.logged_in(kind) => {
                 return Err(Error::UserNotLoggedIn)
             }
             _ => {}
@@ -57,14 +55,13 @@ impl Card {
         let mut result = inner.jpki.verify_pin(&pin);
         if result == Err(CardError::CardReset) {
             // The reset came before our VERIFY reached the card; the transport reconnected.
-            let _ = self.card_error(&mut inner, CardError::CardReset);
+            let _ = self.card_error(CardError::CardReset);
             result = inner.jpki.verify_pin(&pin);
         }
         match result {
             Ok(()) => {
-                let token = &mut inner.tokens[idx];
-                token.logged_in = true;
-                token.set_tries(kind.max_tries());
+                // The card layer now counts the VERIFY: the token is logged in.
+                inner.tokens[idx].set_tries(kind.max_tries());
                 log::debug!("logged in to {kind:?} token");
                 Ok(())
             }
@@ -78,17 +75,15 @@ impl Card {
     /// VERIFYs for the sibling's sessions).
     pub fn logout(&self, kind: KeyKind, keep_sibling: bool) -> Result<()> {
         let mut inner = self.inner.lock();
-        let idx = kind_index(kind);
-        if !inner.tokens[idx].logged_in {
+        let sibling = KINDS[1 - kind_index(kind)];
+        if !inner.logged_in(kind) {
             return Err(Error::UserNotLoggedIn);
         }
-        inner.tokens[idx].logged_in = false;
-        if keep_sibling && inner.tokens[1 - idx].logged_in {
+        inner.jpki.release(kind);
+        if keep_sibling && inner.logged_in(sibling) {
             return Ok(());
         }
-        for t in inner.tokens.iter_mut() {
-            t.logged_in = false;
-        }
+        inner.jpki.release(sibling);
         if self.is_removed() {
             return Ok(());
         }
@@ -96,7 +91,7 @@ impl Card {
             Ok(()) | Err(CardError::CardReset) => Ok(()),
             Err(e) => {
                 // The logout itself succeeded for us; report only a removal.
-                let err = self.card_error(&mut inner, e);
+                let err = self.card_error(e);
                 log::warn!("clearing the card's security state failed: {err}");
                 Ok(())
             }
@@ -117,11 +112,16 @@ impl Card {
         let new = Pin::parse(kind, new)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
-        match inner.jpki.change_pin(&old, &new) {
+        let was_logged_in = KINDS.map(|k| inner.logged_in(k));
+        let result = inner.jpki.change_pin(&old, &new);
+        if !was_logged_in[idx] {
+            // The VERIFY of the old PIN does not log the token in.
+            inner.jpki.release(kind);
+        }
+        match result {
             Ok(()) => {
                 inner.tokens[idx].set_tries(kind.max_tries());
-                let any_logged_in = inner.tokens.iter().any(|t| t.logged_in);
-                if !any_logged_in {
+                if !was_logged_in.iter().any(|l| *l) {
                     if let Err(e) = inner.jpki.logout() {
                         log::debug!("logout after PIN change failed: {e}");
                     }
@@ -153,15 +153,20 @@ mod tries_policy_tests {
     #[test]
     fn counter_is_read_first_then_only_when_stale_and_logged_out() {
         let mut token = TokenState::new(KeyKind::Authentication);
-        assert!(needs_tries_read(&token), "never read: read");
+        assert!(needs_tries_read(&token, false), "never read: read");
         token.set_tries(3);
-        assert!(!needs_tries_read(&token), "just read: from memory");
+        assert!(!needs_tries_read(&token, false), "just read: from memory");
         let old = Instant::now()
             .checked_sub(TRIES_CACHE + Duration::from_millis(100))
             .expect("clock far enough from its origin");
         token.tries = Some((3, old));
-        assert!(needs_tries_read(&token), "stale and logged out: read");
-        token.logged_in = true;
-        assert!(!needs_tries_read(&token), "logged in: our VERIFY set it");
+        assert!(
+            needs_tries_read(&token, false),
+            "stale and logged out: read"
+        );
+        assert!(
+            !needs_tries_read(&token, true),
+            "logged in: our VERIFY set it"
+        );
     }
 }
