@@ -6,8 +6,9 @@
 //! (the attributes must be the card's bytes, never something else).
 
 use der::{Decode, Encode};
-use jpki_pkcs11::core::cert::CertificateData;
+use jpki_pkcs11::pkcs11::cert::CertificateData;
 use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
 
 pub fn run(data: &[u8]) {
@@ -19,7 +20,7 @@ pub fn run(data: &[u8]) {
         }
         assert!(c.serial_value.len() < c.serial.len());
         assert!(!c.modulus().is_empty());
-        assert!(c.key_len() > 0);
+        assert!(c.public_key.size() > 0);
     }
     let Ok(cert) = x509_cert::Certificate::from_der(data) else {
         return;

@@ -1,4 +1,4 @@
-//! Command and response APDUs (short form only: jpki-card.md §1.2 [C]).
+//! Command and response APDUs (short form only: docs/card-protocol.md [C]).
 //!
 //! [`exchange`] sends one command and hides the two ISO 7816-4 transport-level answers a card
 //! may give: `61xx` (more data: fetched with GET RESPONSE, a bounded number of times) and `6Cxx`
@@ -28,7 +28,7 @@ impl StatusWord {
     pub const SECURITY_STATUS: StatusWord = StatusWord(0x6982);
     /// 69 83: authentication method blocked (no source reports it for JPKI: [U]).
     pub const AUTH_BLOCKED: StatusWord = StatusWord(0x6983);
-    /// 69 84: referenced data blocked (VERIFY of a blocked PIN, jpki-card.md §5 [1]).
+    /// 69 84: referenced data blocked (VERIFY of a blocked PIN, docs/card-protocol.md [1]).
     pub const DATA_BLOCKED: StatusWord = StatusWord(0x6984);
     /// 6A 82: file or application not found.
     pub const FILE_NOT_FOUND: StatusWord = StatusWord(0x6A82);

@@ -52,6 +52,9 @@ pub enum CardError {
     /// The card's answer is not what the protocol allows (truncated, too long, bad DER header).
     #[error("malformed card response: {0}")]
     MalformedResponse(&'static str),
+    /// A wait for reader events was cancelled (`C_Finalize`).
+    #[error("cancelled")]
+    Cancelled,
     /// Any other transport failure.
     #[error("transport: {0}")]
     Transport(TransportError),
@@ -65,6 +68,7 @@ impl From<TransportError> for CardError {
             TransportError::NoService => CardError::NoService,
             TransportError::NoReader => CardError::NoReader,
             TransportError::Timeout => CardError::Timeout,
+            TransportError::Cancelled => CardError::Cancelled,
             other => CardError::Transport(other),
         }
     }

@@ -1,11 +1,15 @@
 //! The card layer: the JPKI application of the My Number Card as typed Rust.
 //!
-//! Facts come from `shared/docs/jpki-card.md`; each constant cites its section and tag.
+//! Every fact about the card lives in this layer, in a doc comment next to the constant that
+//! encodes it, with its source in docs/card-protocol.md and how sure we are of it: [C]
+//! confirmed by several independent sources, [1] one source only (used only with detection and
+//! a fallback), [U] unconfirmed.
 
 pub mod apdu;
 pub mod error;
 pub mod jpki;
 pub mod pin;
+pub mod readers;
 
 pub use error::CardError;
 pub use jpki::{
@@ -13,6 +17,7 @@ pub use jpki::{
     Support, PSS_HASH_LEN,
 };
 pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
+pub use readers::{CardReaders, ReaderState};
 
 #[cfg(test)]
 mod beyond_tests;

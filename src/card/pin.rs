@@ -1,10 +1,10 @@
-//! PINs, parsed and validated before any try is spent (jpki-card.md §5).
+//! PINs, parsed and validated before any try is spent (docs/card-protocol.md).
 //!
 //! A [`Pin`] can only be built by parsing, so a value of this type always has a length and a
 //! character set the card can hold: a malformed PIN never reaches the card and never costs a try.
 //! Length is checked before the character set ([`PinFormatError::Length`] wins when both fail).
 //!
-//! Decisions (jpki-card.md §5 leaves them to us):
+//! Decisions (docs/card-protocol.md leaves them to us):
 //! - **Lower-case signature passwords are accepted and upper-cased**, as jpki/myna does: the
 //!   card only holds A–Z0–9, so `abc123` can only mean `ABC123`, and refusing it would only
 //!   annoy the user.
@@ -118,6 +118,15 @@ pub enum Pin {
 }
 
 impl Pin {
+    /// Shortest and longest PIN of `key`, as `C_GetTokenInfo` reports them: 4 and 4 for the
+    /// authentication PIN, 6 and 16 for the signature password (docs/card-protocol.md).
+    pub fn len_range(key: KeyKind) -> (usize, usize) {
+        match key {
+            KeyKind::Authentication => (AuthPin::LEN, AuthPin::LEN),
+            KeyKind::Signature => (SignaturePassword::MIN_LEN, SignaturePassword::MAX_LEN),
+        }
+    }
+
     /// Parses the PIN of `key` from what the user typed (bytes as given to `C_Login`).
     pub fn parse(key: KeyKind, bytes: &[u8]) -> Result<Pin, PinFormatError> {
         match key {

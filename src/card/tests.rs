@@ -1,5 +1,9 @@
 //! Card-layer tests against scripted cards: each test lists the exact APDUs expected and the
 //! answers given, so APDU counts and every status word the card layer handles are pinned.
+//!
+//! Longer than the ~500 lines of a source file on purpose: each test is a full APDU script
+//! (one per card behaviour, 25 of them), and the scripts share the helpers at the top; read one
+//! test at a time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::functions::*;
-use super::{guard, ptr};
+use super::{call, ptr};
 use crate::pkcs11::Error;
 
 macro_rules! function_list {
@@ -122,7 +122,7 @@ static INTERFACES: Interfaces = Interfaces([
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
-    guard(|| unsafe {
+    call("C_GetFunctionList", format_args!(""), || unsafe {
         ptr::write(
             list,
             &FUNCTION_LIST as *const CK_FUNCTION_LIST as *mut CK_FUNCTION_LIST,
@@ -135,7 +135,7 @@ pub unsafe extern "C" fn C_GetInterfaceList(
     list: *mut CK_INTERFACE,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    call("C_GetInterfaceList", format_args!(""), || {
         let all = &INTERFACES.0;
         if let Some(out) = unsafe { ptr::output(list, count, all.len()) }? {
             for (o, i) in out.iter_mut().zip(all.iter()) {
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn C_GetInterface(
     interface: *mut *mut CK_INTERFACE,
     flags: CK_FLAGS,
 ) -> CK_RV {
-    guard(|| {
+    call("C_GetInterface", format_args!("flags={flags:#x}"), || {
         if interface.is_null() {
             return Err(Error::ArgumentsBad);
         }

@@ -1,4 +1,7 @@
 //! Tests of the C interface, called in-process through the exported functions.
+//!
+//! Slightly longer than the ~500 lines of a source file: six scenario tests through the raw C
+//! functions, whose pointer-and-length plumbing is verbose by nature.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;

@@ -149,9 +149,4 @@ impl CertificateData {
     pub fn modulus_bits(&self) -> usize {
         self.public_key.n().bits()
     }
-
-    /// Signature length in bytes (k).
-    pub fn key_len(&self) -> usize {
-        self.public_key.size()
-    }
 }

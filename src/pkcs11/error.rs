@@ -3,7 +3,7 @@
 
 use cryptoki_sys::*;
 
-use crate::card::CardError;
+use crate::card::{CardError, PinFormatError};
 
 /// Why a core operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,9 +133,20 @@ impl Error {
     }
 }
 
+/// A PIN refused before it reaches the card (`C_Login`, `C_SetPIN`).
+impl From<PinFormatError> for Error {
+    fn from(e: PinFormatError) -> Self {
+        match e {
+            PinFormatError::Length => Error::PinLenRange,
+            PinFormatError::Charset => Error::PinInvalid,
+        }
+    }
+}
+
 impl From<CardError> for Error {
-    /// Card errors that reach the caller unchanged. Errors with a meaning for the token's state
-    /// (PIN counter, login lost, removal) are handled by the token before this conversion.
+    /// The one mapping of card errors to this layer's errors (and so to `CK_RV`s). What an
+    /// error also means for the token's state (PIN counter, login lost, removal) is recorded
+    /// first by `Card::card_error` in `token/mod.rs`, which then calls this.
     fn from(e: CardError) -> Self {
         match e {
             CardError::PinIncorrect { .. } => Error::PinIncorrect,
@@ -150,6 +161,7 @@ impl From<CardError> for Error {
             CardError::FileNotFound
             | CardError::NotJpki
             | CardError::Timeout
+            | CardError::Cancelled
             | CardError::UnexpectedStatus(_)
             | CardError::MalformedResponse(_)
             | CardError::Transport(_) => Error::DeviceError,

@@ -1,6 +1,7 @@
 //! Mechanisms: what the card signs, what we hash and verify in software.
 //!
-//! The card does RSASSA-PKCS1-v1_5 over a caller-supplied DigestInfo (jpki-card.md §6, P1=00).
+//! The card does RSASSA-PKCS1-v1_5 over a caller-supplied DigestInfo (P1 = 00,
+//! docs/card-protocol.md).
 //! `CKM_RSA_PKCS` passes the caller's data through; `CKM_SHA*_RSA_PKCS` hash here and build the
 //! DigestInfo. Verification is done in software with the public key from the certificate.
 //! Never offered: `CKM_RSA_X_509`, decryption.
@@ -8,7 +9,7 @@
 //! RSASSA-PSS (`CKM_RSA_PKCS_PSS`, `CKM_SHA256_RSA_PKCS_PSS`, [`PSS_MECHANISMS`]) is offered only
 //! on tokens whose card signs PSS itself (P1 = 04, detected by `card::jpki::pss`), and only with
 //! the TLS 1.3 parameters the card implements: SHA-256, MGF1-SHA-256, salt length 32
-//! ([`PssParams::require_card_params`]). PSS is never emulated over raw RSA (clients.md §0).
+//! ([`PssParams::require_card_params`]). PSS is never emulated over raw RSA (docs/clients.md).
 
 use cryptoki_sys::*;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
@@ -17,7 +18,7 @@ use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
 use super::error::{Error, Result};
 
-/// Key size of every JPKI key (jpki-card.md §6).
+/// Key size of every JPKI key (docs/card-protocol.md).
 pub const KEY_BITS: CK_ULONG = 2048;
 
 /// Mechanisms that sign on the card (and verify in software).

@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 
 use super::cert::CertificateData;
 use super::mechanism::SIGN_MECHANISMS;
-use crate::card::{CertificateFile, KeyKind};
+use crate::card::KeyKind;
 
 /// An object handle. Handles are never reused within a process.
 pub type ObjectHandle = CK_OBJECT_HANDLE;
@@ -116,17 +116,6 @@ pub fn pair_names(key: KeyKind) -> PairNames {
     }
 }
 
-/// The certificate EFs of a token: (user certificate, CA certificate).
-pub fn cert_files(key: KeyKind) -> (CertificateFile, CertificateFile) {
-    match key {
-        KeyKind::Authentication => (
-            CertificateFile::Authentication,
-            CertificateFile::AuthenticationCa,
-        ),
-        KeyKind::Signature => (CertificateFile::Signature, CertificateFile::SignatureCa),
-    }
-}
-
 struct Builder {
     attrs: Vec<(CK_ATTRIBUTE_TYPE, Attr)>,
 }
@@ -195,7 +184,7 @@ impl Builder {
 /// hex and what the object is; profiles: the token and the profile id. Costs no card traffic.
 fn unique_id(cert: &CertificateData, what: &str) -> Vec<u8> {
     let sha1 = Sha1::digest(&cert.der);
-    let hex: String = sha1[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::hex::encode(&sha1[..8], false);
     format!("{hex}-{what}").into_bytes()
 }
 
@@ -313,7 +302,7 @@ pub fn private_key(
         .bool(CKA_NEVER_EXTRACTABLE, true)
         .bool(CKA_WRAP_WITH_TRUSTED, false)
         // FALSE for both keys: jarsigner, pkcs11-provider and others fail on TRUE, and NSS
-        // would prompt twice (clients.md §6, §10.13). See include/jpki-pkcs11.h.
+        // would prompt twice (docs/clients.md). See include/jpki-pkcs11.h.
         .bool(CKA_ALWAYS_AUTHENTICATE, false)
         .sensitive(CKA_PRIVATE_EXPONENT)
         .sensitive(CKA_PRIME_1)

@@ -1,8 +1,11 @@
 //! Transport: moves APDUs to a card and back.
 //!
-//! Two implementations: [`pcsc`] (pcscd, the product) and [`in_process`] (a closure standing
-//! in for a card, used by unit tests together with the virtual card library).
+//! Two implementations: [`pcsc`] (pcscd, the product) and `in_process` (a closure standing
+//! in for a card, used by unit tests together with the virtual card library). The in-process
+//! one is test support, not product API: it is compiled only for this crate's tests and with
+//! the `test-support` feature (which the fuzz crate turns on).
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod in_process;
 pub mod pcsc;
 

@@ -1,22 +1,22 @@
 //! The card's facts as this layer uses them: the JPKI application's AID, its files and keys,
 //! and the size limits of what it reads and signs. See docs/card-protocol.md for their sources.
 
-/// The JPKI AP (公的個人認証AP) AID (jpki-card.md §2, [C]).
+/// The JPKI AP (公的個人認証AP) AID (docs/card-protocol.md, [C]).
 pub const JPKI_AID: [u8; 10] = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01];
 
-/// Token information EF; first 32 bytes are the space-padded label (jpki-card.md §3, [C]).
+/// Token information EF; first 32 bytes are the space-padded label (docs/card-protocol.md, [C]).
 pub(super) const EF_TOKEN_INFO: u16 = 0x0006;
-/// Bytes of EF 0006 holding the label (MYNA reads 0x20, jpki-card.md §3 [C]).
+/// Bytes of EF 0006 holding the label (MYNA reads 0x20, docs/card-protocol.md [C]).
 pub(super) const TOKEN_LABEL_LEN: u16 = 32;
 
-/// Largest certificate accepted (the JPKI ones are ~1.3–2 KB; jpki-card.md §4).
+/// Largest certificate accepted (the JPKI ones are ~1.3–2 KB; docs/card-protocol.md).
 pub(super) const MAX_CERTIFICATE_LEN: usize = 8 * 1024;
 /// Most READ BINARY commands for one certificate, however little the card gives per answer.
 pub(super) const MAX_READS: usize = 64;
 
-/// Largest DigestInfo the card pads with PKCS#1 v1.5 for RSA-2048: k − 11 (jpki-card.md §6).
+/// Largest DigestInfo the card pads with PKCS#1 v1.5 for RSA-2048: k − 11 (docs/card-protocol.md).
 pub(super) const MAX_DIGEST_INFO_LEN: usize = 245;
-/// RSA-2048 signature length (jpki-card.md §6, [C]).
+/// RSA-2048 signature length (docs/card-protocol.md, [C]).
 pub(super) const SIGNATURE_LEN: usize = 256;
 
 /// Which of the two JPKI keys.
@@ -29,7 +29,7 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    /// The PIN EF, target of VERIFY (jpki-card.md §3, [C]).
+    /// The PIN EF, target of VERIFY (docs/card-protocol.md, [C]).
     pub fn pin_ef(self) -> u16 {
         match self {
             KeyKind::Authentication => 0x0018,
@@ -37,7 +37,7 @@ impl KeyKind {
         }
     }
 
-    /// The private-key EF, selected before COMPUTE DIGITAL SIGNATURE (jpki-card.md §3, [C]).
+    /// The private-key EF, selected before COMPUTE DIGITAL SIGNATURE (docs/card-protocol.md, [C]).
     pub fn key_ef(self) -> u16 {
         match self {
             KeyKind::Authentication => 0x0017,
@@ -45,11 +45,22 @@ impl KeyKind {
         }
     }
 
-    /// Tries of a fresh counter (jpki-card.md §5, [C]).
+    /// Tries of a fresh counter (docs/card-protocol.md, [C]).
     pub fn max_tries(self) -> u8 {
         match self {
             KeyKind::Authentication => 3,
             KeyKind::Signature => 5,
+        }
+    }
+
+    /// The certificate EFs of this key: (its own certificate, its CA's certificate).
+    pub fn certificate_files(self) -> (CertificateFile, CertificateFile) {
+        match self {
+            KeyKind::Authentication => (
+                CertificateFile::Authentication,
+                CertificateFile::AuthenticationCa,
+            ),
+            KeyKind::Signature => (CertificateFile::Signature, CertificateFile::SignatureCa),
         }
     }
 
@@ -61,7 +72,7 @@ impl KeyKind {
     }
 }
 
-/// The certificate EFs of the JPKI AP (jpki-card.md §3, [C]).
+/// The certificate EFs of the JPKI AP (docs/card-protocol.md, [C]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CertificateFile {
     /// EF 000A, readable without PIN.
@@ -101,17 +112,7 @@ impl CertificateFile {
     }
 }
 
-/// How the card is asked to sign. Only PKCS#1 v1.5 over a caller-built DigestInfo
-/// (P1 = 00, P2 = 80: what OpenSC, MYNA and JRS use, [C]); PSS (P1 = 04, [1]) is in `pss.rs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignatureScheme {
-    Pkcs1V15DigestInfo,
-}
-
-impl SignatureScheme {
-    pub(super) fn p1(self) -> u8 {
-        match self {
-            SignatureScheme::Pkcs1V15DigestInfo => 0x00,
-        }
-    }
-}
+/// P1 of COMPUTE DIGITAL SIGNATURE for PKCS#1 v1.5 over a caller-built DigestInfo: the card
+/// adds the padding (P1 = 00 with P2 = 80 is what OpenSC, MYNA and JRS send, confirmed by
+/// several sources, docs/card-protocol.md). PSS (P1 = 04, one source) is in `pss.rs`.
+pub(super) const P1_PKCS1_DIGEST_INFO: u8 = 0x00;

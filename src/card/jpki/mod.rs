@@ -2,7 +2,7 @@
 //!
 //! Split by job: [`files`] (the application's AID, EFs, keys and limits), [`session`] (one
 //! transaction: SELECT, READ BINARY, VERIFY, COMPUTE DIGITAL SIGNATURE), [`sfi`] (the
-//! short-file-identifier forms), [`tlv`] (DER length of a file), [`pss`] (the card's own
+//! short-file-identifier forms), [`tlv`] (the one TLV reader: DER and BER), [`pss`] (the card's own
 //! RSASSA-PSS), [`text`] (the other applications of the card). What is sent for each operation,
 //! what is trusted to be selected between transactions and how the SFI forms are detected:
 //! docs/card-layer.md.
@@ -23,7 +23,7 @@ use super::apdu::{Command, StatusWord};
 use super::error::CardError;
 use super::pin::Pin;
 use crate::transport::Transport;
-use files::{SignatureScheme, EF_TOKEN_INFO, MAX_DIGEST_INFO_LEN, SIGNATURE_LEN, TOKEN_LABEL_LEN};
+use files::{EF_TOKEN_INFO, MAX_DIGEST_INFO_LEN, SIGNATURE_LEN, TOKEN_LABEL_LEN};
 use session::Session;
 use sfi::{refuses_form, sfi_p};
 
@@ -32,8 +32,12 @@ use sfi::{refuses_form, sfi_p};
 struct CardState {
     /// The JPKI AP is the current DF.
     ap_selected: bool,
-    /// Keys (bits of [`KeyKind::bit`]) verified since the AP was last selected.
+    /// Keys (bits of [`KeyKind::bit`]) verified since the AP was last selected: what the card
+    /// holds, and what [`JpkiCard`]'s drop clears.
     verified: u8,
+    /// Keys among `verified` that the user of this connection has released
+    /// ([`JpkiCard::release`]): the card still holds their VERIFY, but they count as logged out.
+    released: u8,
     /// Answer of `is_jpki`, once known (a card does not change while connected).
     is_jpki: Option<bool>,
     /// Whether the card signs with RSASSA-PSS (P1 = 04), once probed or learnt (`pss.rs`).
@@ -56,6 +60,7 @@ impl CardState {
             | CardError::NoService
             | CardError::NoReader
             | CardError::Timeout
+            | CardError::Cancelled
             | CardError::Transport(_) => self.ap_selected = false,
             _ => {}
         }
@@ -95,11 +100,22 @@ impl JpkiCard {
         self.transport.apdus_sent()
     }
 
-    /// Whether `key`'s PIN was verified and, as far as this connection knows, the card still
-    /// holds that state. Re-selecting the application (logout, recovery from an answer that
-    /// suggests another client changed the selection) and card resets clear it.
+    /// Whether `key`'s PIN is verified for the user of this connection: it was verified, as far
+    /// as this connection knows the card still holds that state, and it was not released. This
+    /// is the one login state of the module: the pkcs11 layer's tokens ask it. Re-selecting
+    /// the application (logout, recovery from an answer that suggests another client changed
+    /// the selection), card resets and a failed VERIFY clear it.
     pub fn is_verified(&self, key: KeyKind) -> bool {
-        self.state.verified & key.bit() != 0
+        (self.state.verified & !self.state.released) & key.bit() != 0
+    }
+
+    /// Stops counting `key`'s PIN as verified, without card traffic. The card cannot forget
+    /// one key's VERIFY alone (re-selecting the application forgets both), so a user that logs
+    /// one key out while the other stays in use releases it; the card keeps that VERIFY until
+    /// the next [`JpkiCard::logout`] (at the latest when this connection is dropped). Also
+    /// for a VERIFY the card answered 69 82 to (it no longer holds it).
+    pub fn release(&mut self, key: KeyKind) {
+        self.state.released |= key.bit();
     }
 
     /// What the card has shown so far of the SFI forms (module documentation).
@@ -229,7 +245,6 @@ impl JpkiCard {
         if digest_info.is_empty() || digest_info.len() > MAX_DIGEST_INFO_LEN {
             return Err(CardError::DataLength);
         }
-        let scheme = SignatureScheme::Pkcs1V15DigestInfo;
         self.with_session(|s| {
             let sfi = s.state.sfi;
             let try_sfi =
@@ -237,7 +252,7 @@ impl JpkiCard {
             let mut answer = None;
             if let Some(p2) = sfi_p(key.key_ef()).filter(|_| try_sfi) {
                 s.select_ap(false)?;
-                let response = s.compute_signature(scheme, p2, digest_info)?;
+                let response = s.compute_signature(p2, digest_info)?;
                 s.ef = None;
                 if refuses_form(response.sw) {
                     log::debug!(
@@ -256,7 +271,7 @@ impl JpkiCard {
                 Some(r) => r,
                 None => {
                     s.select_ef(key.key_ef())?;
-                    s.compute_signature(scheme, 0x80, digest_info)?
+                    s.compute_signature(0x80, digest_info)?
                 }
             };
             match response.sw {
@@ -294,7 +309,7 @@ impl JpkiCard {
     }
 
     /// Clears the card's security state (both keys) by re-selecting the JPKI AP, as OpenSC
-    /// does (jpki-card.md §6, §9). One APDU.
+    /// does (docs/card-protocol.md). One APDU.
     pub fn logout(&mut self) -> Result<(), CardError> {
         self.with_session(|s| s.select_ap(true))
     }

@@ -1,6 +1,6 @@
 //! RSASSA-PSS on the card: COMPUTE DIGITAL SIGNATURE with P1 = 04, and its detection.
 //!
-//! # The fact (jpki-card.md §6, single source [1])
+//! # The fact (docs/card-protocol.md, single source [1])
 //!
 //! `80 2A 04 80 20 <SHA-256 hash> 00` signs a caller-supplied 32-byte SHA-256 hash with
 //! RSASSA-PSS (MGF1-SHA-256, salt length 32, random salt); a card that does not know a P1 value
@@ -16,7 +16,7 @@
 //!
 //! i.e. the real command shape (key EF current, P2 = 80), but with **33** bytes of data: no
 //! SHA-256 hash is 33 bytes long, so a card that knows P1 = 04 can only refuse it (6700/6985,
-//! jpki-card.md §6 "bad input length"), whatever its security state. This matters because the
+//! docs/card-protocol.md "bad input length"), whatever its security state. This matters because the
 //! security state is the card's, shared with every other PC/SC client: another process may have
 //! verified the authentication PIN, and a 32-byte dummy hash would then be signed. Answers:
 //!

@@ -2,7 +2,7 @@
 //! commands (SELECT, READ BINARY, VERIFY, COMPUTE DIGITAL SIGNATURE) with their SFI forms and
 //! their recovery from another client's selection (docs/card-layer.md).
 
-use super::files::{KeyKind, SignatureScheme, JPKI_AID, MAX_READS, SIGNATURE_LEN};
+use super::files::{KeyKind, JPKI_AID, MAX_READS, P1_PKCS1_DIGEST_INFO, SIGNATURE_LEN};
 use super::sfi::{refuses_form, sfi_p, Support};
 use super::tlv::der_total_length;
 use super::CardState;
@@ -285,6 +285,7 @@ impl Session<'_> {
         match sw {
             StatusWord::OK => {
                 self.state.verified |= key.bit();
+                self.state.released &= !key.bit();
                 Ok(())
             }
             StatusWord::DATA_BLOCKED | StatusWord::AUTH_BLOCKED => Err(CardError::PinBlocked),
@@ -296,15 +297,10 @@ impl Session<'_> {
         }
     }
 
-    /// COMPUTE DIGITAL SIGNATURE `80 2A P1 P2 Lc data 00` with `P2` = 80 (the current EF) or
-    /// 80|SFI.
-    pub(super) fn compute_signature(
-        &mut self,
-        scheme: SignatureScheme,
-        p2: u8,
-        data: &[u8],
-    ) -> Result<Response, CardError> {
-        let command = Command::new(0x80, 0x2A, scheme.p1(), p2)
+    /// COMPUTE DIGITAL SIGNATURE `80 2A 00 P2 Lc DigestInfo 00` (PKCS#1 v1.5) with `P2` = 80
+    /// (the current EF) or 80|SFI.
+    pub(super) fn compute_signature(&mut self, p2: u8, data: &[u8]) -> Result<Response, CardError> {
+        let command = Command::new(0x80, 0x2A, P1_PKCS1_DIGEST_INFO, p2)
             .with_data(data)
             .with_le(SIGNATURE_LEN as u16);
         self.exchange(&command)

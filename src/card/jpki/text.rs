@@ -2,7 +2,7 @@
 //! answer, and the 券面事項入力補助AP (card-info input support, "kenhojo"/text AP) with its own
 //! 4-digit PIN, read only on the holder's explicit request.
 //!
-//! Facts (jpki-card.md §2, §5; MC and MYNA for the file layout):
+//! Facts (docs/card-protocol.md; MC and MYNA for the file layout):
 //! - AID `D3 92 10 00 31 00 01 01 04 08` [C]; PIN EF 0011, 4 digits, 3 tries [C]; VERIFY and
 //!   the empty tries query work as in the JPKI AP [C].
 //! - EF 0001 holds the 12-digit My Number in one BER TLV (tag FF10 on a real card per MC [1];
@@ -10,7 +10,7 @@
 //!   DF23 address, DF24 birth date YYYYMMDD, DF25 sex (ISO 5218 digit) }` in UTF-8 [1].
 //!   Both are parsed by tag, not by offset, and filler after the TLV is ignored.
 //!
-//! Selecting another application clears the card's security state (jpki-card.md §6), so every
+//! Selecting another application clears the card's security state (docs/card-protocol.md), so every
 //! operation here forgets the JPKI AP selection and its VERIFYs, and [`read_card_face_info`]
 //! re-selects the JPKI AP at the end so that the kenhojo PIN does not stay verified.
 //!
@@ -20,10 +20,11 @@ use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use super::tlv::{ber_tlv, ber_total};
 use super::{CardError, Command, JpkiCard, Session, StatusWord, JPKI_AID};
 use crate::card::pin::{AuthPin, PinFormatError};
 
-/// The card applications (jpki-card.md §2).
+/// The card applications (docs/card-protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Application {
     /// 公的個人認証AP.
@@ -47,7 +48,7 @@ impl Application {
         Application::Common,
     ];
 
-    /// The 10-byte AID (jpki-card.md §2 [C]).
+    /// The 10-byte AID (docs/card-protocol.md [C]).
     pub fn aid(self) -> [u8; 10] {
         match self {
             Application::Jpki => JPKI_AID,
@@ -167,82 +168,6 @@ const EF_MY_NUMBER: u16 = 0x0001;
 const EF_ATTRIBUTES: u16 = 0x0002;
 /// Largest text-AP EF we read (name and address are a few hundred bytes at most).
 const MAX_TEXT_EF: usize = 2048;
-
-/// One BER TLV: (tag, value, total length). Tags of 1–3 bytes, definite lengths up to 2 bytes.
-fn ber_tlv(bytes: &[u8]) -> Result<(u32, &[u8], usize), CardError> {
-    let bad = CardError::MalformedResponse("bad TLV in the text application");
-    let first = *bytes.first().ok_or(bad.clone())?;
-    let mut tag = u32::from(first);
-    let mut pos = 1;
-    if first & 0x1F == 0x1F {
-        loop {
-            let b = *bytes.get(pos).ok_or(bad.clone())?;
-            tag = (tag << 8) | u32::from(b);
-            pos += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            if pos > 3 {
-                return Err(bad);
-            }
-        }
-    }
-    let l = *bytes.get(pos).ok_or(bad.clone())?;
-    pos += 1;
-    let len = match l {
-        0x00..=0x7F => usize::from(l),
-        0x81 => {
-            let n = *bytes.get(pos).ok_or(bad.clone())?;
-            pos += 1;
-            usize::from(n)
-        }
-        0x82 => {
-            let (h, n) = (
-                *bytes.get(pos).ok_or(bad.clone())?,
-                *bytes.get(pos + 1).ok_or(bad.clone())?,
-            );
-            pos += 2;
-            usize::from(u16::from_be_bytes([h, n]))
-        }
-        _ => return Err(bad),
-    };
-    let value = bytes.get(pos..pos + len).ok_or(bad)?;
-    Ok((tag, value, pos + len))
-}
-
-/// The total length of the TLV at the start of `bytes`, if its header is complete.
-fn ber_total(bytes: &[u8]) -> Option<usize> {
-    // Parse only the header: fake a long enough buffer by computing the length fields.
-    let first = *bytes.first()?;
-    let mut pos = 1;
-    if first & 0x1F == 0x1F {
-        loop {
-            let b = *bytes.get(pos)?;
-            pos += 1;
-            if b & 0x80 == 0 || pos > 3 {
-                break;
-            }
-        }
-    }
-    let l = *bytes.get(pos)?;
-    pos += 1;
-    let len = match l {
-        0x00..=0x7F => usize::from(l),
-        0x81 => {
-            pos += 1;
-            usize::from(*bytes.get(pos - 1)?)
-        }
-        0x82 => {
-            pos += 2;
-            usize::from(u16::from_be_bytes([
-                *bytes.get(pos - 2)?,
-                *bytes.get(pos - 1)?,
-            ]))
-        }
-        _ => return None,
-    };
-    Some(pos + len)
-}
 
 fn utf8(value: &[u8]) -> Result<Zeroizing<String>, CardError> {
     std::str::from_utf8(value)
@@ -436,7 +361,7 @@ impl JpkiCard {
         })
     }
 
-    /// Changes the kenhojo PIN: VERIFY old, CHANGE REFERENCE DATA new (jpki-card.md §5 [C]),
+    /// Changes the kenhojo PIN: VERIFY old, CHANGE REFERENCE DATA new (docs/card-protocol.md [C]),
     /// then re-selects the JPKI AP.
     pub fn change_kenhojo_pin(
         &mut self,

@@ -3,7 +3,7 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::guard;
+use crate::ffi::call;
 use crate::pkcs11::Error;
 
 not_initialized_op!(C_DigestEncryptUpdate, a: *mut CK_BYTE, b: CK_ULONG, c: *mut CK_BYTE, d: *mut CK_ULONG);

@@ -3,7 +3,7 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::{guard, ptr};
+use crate::ffi::{call, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -12,11 +12,15 @@ pub unsafe extern "C" fn C_EncryptInit(
     mech: *mut CK_MECHANISM,
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        unsafe { ptr::mechanism(mech) }?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_EncryptInit",
+        format_args!("session={session}, key={_key}"),
+        || {
+            m()?.session(session)?;
+            unsafe { ptr::mechanism(mech) }?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }
 not_initialized_op!(C_Encrypt, a: *mut CK_BYTE, b: CK_ULONG, c: *mut CK_BYTE, d: *mut CK_ULONG);
 not_initialized_op!(C_EncryptUpdate, a: *mut CK_BYTE, b: CK_ULONG, c: *mut CK_BYTE, d: *mut CK_ULONG);
@@ -31,9 +35,13 @@ pub unsafe extern "C" fn C_DecryptInit(
     mech: *mut CK_MECHANISM,
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        unsafe { ptr::mechanism(mech) }?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_DecryptInit",
+        format_args!("session={session}, key={_key}"),
+        || {
+            m()?.session(session)?;
+            unsafe { ptr::mechanism(mech) }?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }

@@ -7,14 +7,14 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::{info, m, VERSION_2_40, VERSION_3_0};
-use crate::ffi::{guard, ptr};
+use crate::ffi::{call, ptr};
 use crate::pkcs11::module;
 use crate::pkcs11::Error;
 use crate::transport::pcsc::PcscReaders;
 
 #[no_mangle]
 pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
-    guard(|| {
+    call("C_Initialize", format_args!(""), || {
         crate::ffi::logger::init();
         let mut threads_allowed = true;
         if !init_args.is_null() {
@@ -55,7 +55,7 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
 
 #[no_mangle]
 pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
-    guard(|| {
+    call("C_Finalize", format_args!(""), || {
         if !reserved.is_null() {
             // Check initialisation first, as other functions do.
             m()?;
@@ -67,7 +67,7 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GetInfo(out: *mut CK_INFO) -> CK_RV {
-    guard(|| {
+    call("C_GetInfo", format_args!(""), || {
         m()?;
         unsafe { ptr::write(out, info(VERSION_2_40)) }
     })
@@ -75,7 +75,7 @@ pub unsafe extern "C" fn C_GetInfo(out: *mut CK_INFO) -> CK_RV {
 
 /// `C_GetInfo` of the 3.0 interface: reports version 3.0.
 pub(crate) unsafe extern "C" fn get_info_v3(out: *mut CK_INFO) -> CK_RV {
-    guard(|| {
+    call("C_GetInfo", format_args!(""), || {
         m()?;
         unsafe { ptr::write(out, info(VERSION_3_0)) }
     })

@@ -3,7 +3,7 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::guard;
+use crate::ffi::call;
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -14,7 +14,11 @@ pub unsafe extern "C" fn C_GenerateKey(
     _count: CK_ULONG,
     _key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    call(
+        "C_GenerateKey",
+        format_args!("session={session}, count={_count}"),
+        || m()?.refuse_write(session),
+    )
 }
 
 #[no_mangle]
@@ -28,7 +32,11 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
     _pub_key: *mut CK_OBJECT_HANDLE,
     _priv_key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    call(
+        "C_GenerateKeyPair",
+        format_args!("session={session}, pub_count={_pub_count}, priv_count={_priv_count}"),
+        || m()?.refuse_write(session),
+    )
 }
 
 #[no_mangle]
@@ -40,10 +48,14 @@ pub unsafe extern "C" fn C_WrapKey(
     _out: *mut CK_BYTE,
     _out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_WrapKey",
+        format_args!("session={session}, key={_key}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }
 
 #[no_mangle]
@@ -57,10 +69,14 @@ pub unsafe extern "C" fn C_UnwrapKey(
     _count: CK_ULONG,
     _key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_UnwrapKey",
+        format_args!("session={session}, wrapped_len={_wrapped_len}, count={_count}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }
 
 #[no_mangle]
@@ -72,8 +88,12 @@ pub unsafe extern "C" fn C_DeriveKey(
     _count: CK_ULONG,
     _key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_DeriveKey",
+        format_args!("session={session}, base={_base}, count={_count}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }

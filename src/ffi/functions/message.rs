@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::guard;
+use crate::ffi::call;
 use crate::pkcs11::Error;
 
 macro_rules! not_supported {
@@ -13,8 +13,7 @@ macro_rules! not_supported {
         #[no_mangle]
         pub unsafe extern "C" fn $name(session: CK_SESSION_HANDLE, $($arg: $ty),*) -> CK_RV {
             $(let _ = $arg;)*
-            guard(|| {
-                let _ = session;
+            call(stringify!($name), format_args!("session={session}"), || {
                 m()?;
                 Err(Error::FunctionNotSupported)
             })

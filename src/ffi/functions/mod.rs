@@ -42,7 +42,7 @@ macro_rules! not_initialized_op {
         #[no_mangle]
         pub unsafe extern "C" fn $name(session: CK_SESSION_HANDLE, $($arg: $ty),*) -> CK_RV {
             $(let _ = $arg;)*
-            guard(|| {
+            call(stringify!($name), format_args!("session={session}"), || {
                 m()?.session(session)?;
                 Err(Error::OperationNotInitialized)
             })

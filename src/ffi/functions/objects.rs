@@ -4,7 +4,7 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::{guard, ptr};
+use crate::ffi::{call, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -14,7 +14,11 @@ pub unsafe extern "C" fn C_CreateObject(
     _count: CK_ULONG,
     _object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    call(
+        "C_CreateObject",
+        format_args!("session={session}, count={_count}"),
+        || m()?.refuse_write(session),
+    )
 }
 
 #[no_mangle]
@@ -25,7 +29,11 @@ pub unsafe extern "C" fn C_CopyObject(
     _count: CK_ULONG,
     _new: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    call(
+        "C_CopyObject",
+        format_args!("session={session}, object={_object}, count={_count}"),
+        || m()?.refuse_write(session),
+    )
 }
 
 #[no_mangle]
@@ -33,7 +41,11 @@ pub unsafe extern "C" fn C_DestroyObject(
     session: CK_SESSION_HANDLE,
     _object: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    call(
+        "C_DestroyObject",
+        format_args!("session={session}, object={_object}"),
+        || m()?.refuse_write(session),
+    )
 }
 
 #[no_mangle]
@@ -42,14 +54,18 @@ pub unsafe extern "C" fn C_GetObjectSize(
     object: CK_OBJECT_HANDLE,
     size: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        if size.is_null() {
-            return Err(Error::ArgumentsBad);
-        }
-        let o = m.object(session, object)?;
-        unsafe { ptr::write(size, o.size() as CK_ULONG) }
-    })
+    call(
+        "C_GetObjectSize",
+        format_args!("session={session}, object={object}"),
+        || {
+            let m = m()?;
+            if size.is_null() {
+                return Err(Error::ArgumentsBad);
+            }
+            let o = m.object(session, object)?;
+            unsafe { ptr::write(size, o.size() as CK_ULONG) }
+        },
+    )
 }
 
 #[no_mangle]
@@ -61,45 +77,49 @@ pub unsafe extern "C" fn C_GetAttributeValue(
 ) -> CK_RV {
     use crate::pkcs11::object::AttrLookup;
     use ptr::AttributeBuffer;
-    guard(|| {
-        let m = m()?;
-        let attrs = unsafe { ptr::template_mut(template, count) }?;
-        let o = m.object(session, object)?;
-        // Fill what we can; report the last problem found, in this precedence.
-        let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
-        for a in attrs.iter_mut() {
-            match o.attribute(a.type_) {
-                AttrLookup::Value(v) => match unsafe { ptr::attribute_buffer(a, v.len()) } {
-                    AttributeBuffer::LengthOnly => a.ulValueLen = v.len() as CK_ULONG,
-                    AttributeBuffer::Room(buf) => {
-                        buf.copy_from_slice(v);
-                        a.ulValueLen = v.len() as CK_ULONG;
-                    }
-                    AttributeBuffer::TooSmall => {
+    call(
+        "C_GetAttributeValue",
+        format_args!("session={session}, object={object}, count={count}"),
+        || {
+            let m = m()?;
+            let attrs = unsafe { ptr::template_mut(template, count) }?;
+            let o = m.object(session, object)?;
+            // Fill what we can; report the last problem found, in this precedence.
+            let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
+            for a in attrs.iter_mut() {
+                match o.attribute(a.type_) {
+                    AttrLookup::Value(v) => match unsafe { ptr::attribute_buffer(a, v.len()) } {
+                        AttributeBuffer::LengthOnly => a.ulValueLen = v.len() as CK_ULONG,
+                        AttributeBuffer::Room(buf) => {
+                            buf.copy_from_slice(v);
+                            a.ulValueLen = v.len() as CK_ULONG;
+                        }
+                        AttributeBuffer::TooSmall => {
+                            a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                            too_small = true;
+                        }
+                    },
+                    AttrLookup::Sensitive => {
                         a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                        too_small = true;
+                        sensitive = true;
                     }
-                },
-                AttrLookup::Sensitive => {
-                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                    sensitive = true;
-                }
-                AttrLookup::Invalid => {
-                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
-                    invalid = true;
+                    AttrLookup::Invalid => {
+                        a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                        invalid = true;
+                    }
                 }
             }
-        }
-        if sensitive {
-            Err(Error::Other(CKR_ATTRIBUTE_SENSITIVE))
-        } else if invalid {
-            Err(Error::Other(CKR_ATTRIBUTE_TYPE_INVALID))
-        } else if too_small {
-            Err(Error::Other(CKR_BUFFER_TOO_SMALL))
-        } else {
-            Ok(())
-        }
-    })
+            if sensitive {
+                Err(Error::Other(CKR_ATTRIBUTE_SENSITIVE))
+            } else if invalid {
+                Err(Error::Other(CKR_ATTRIBUTE_TYPE_INVALID))
+            } else if too_small {
+                Err(Error::Other(CKR_BUFFER_TOO_SMALL))
+            } else {
+                Ok(())
+            }
+        },
+    )
 }
 
 #[no_mangle]
@@ -109,7 +129,11 @@ pub unsafe extern "C" fn C_SetAttributeValue(
     _template: *mut CK_ATTRIBUTE,
     _count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    call(
+        "C_SetAttributeValue",
+        format_args!("session={session}, object={_object}, count={_count}"),
+        || m()?.refuse_write(session),
+    )
 }
 
 #[no_mangle]
@@ -118,11 +142,15 @@ pub unsafe extern "C" fn C_FindObjectsInit(
     template: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let template = unsafe { ptr::template(template, count) }?;
-        m.find_init(session, &template)
-    })
+    call(
+        "C_FindObjectsInit",
+        format_args!("session={session}, count={count}"),
+        || {
+            let m = m()?;
+            let template = unsafe { ptr::template(template, count) }?;
+            m.find_init(session, &template)
+        },
+    )
 }
 
 #[no_mangle]
@@ -132,21 +160,29 @@ pub unsafe extern "C" fn C_FindObjects(
     max: CK_ULONG,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        if count.is_null() || (objects.is_null() && max > 0) {
-            return Err(Error::ArgumentsBad);
-        }
-        let found = m.find_next(session, usize::try_from(max).unwrap_or(usize::MAX))?;
-        if !found.is_empty() {
-            // `objects` holds `max` >= found.len() handles.
-            unsafe { ptr::slice_mut(objects, found.len()) }?.copy_from_slice(&found);
-        }
-        unsafe { ptr::write(count, found.len() as CK_ULONG) }
-    })
+    call(
+        "C_FindObjects",
+        format_args!("session={session}, max={max}"),
+        || {
+            let m = m()?;
+            if count.is_null() || (objects.is_null() && max > 0) {
+                return Err(Error::ArgumentsBad);
+            }
+            let found = m.find_next(session, usize::try_from(max).unwrap_or(usize::MAX))?;
+            if !found.is_empty() {
+                // `objects` holds `max` >= found.len() handles.
+                unsafe { ptr::slice_mut(objects, found.len()) }?.copy_from_slice(&found);
+            }
+            unsafe { ptr::write(count, found.len() as CK_ULONG) }
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| m()?.find_final(session))
+    call(
+        "C_FindObjectsFinal",
+        format_args!("session={session}"),
+        || m()?.find_final(session),
+    )
 }

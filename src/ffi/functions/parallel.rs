@@ -4,21 +4,29 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::guard;
+use crate::ffi::call;
 use crate::pkcs11::Error;
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GetFunctionStatus(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::Other(CKR_FUNCTION_NOT_PARALLEL))
-    })
+    call(
+        "C_GetFunctionStatus",
+        format_args!("session={session}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::Other(CKR_FUNCTION_NOT_PARALLEL))
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_CancelFunction(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::Other(CKR_FUNCTION_NOT_PARALLEL))
-    })
+    call(
+        "C_CancelFunction",
+        format_args!("session={session}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::Other(CKR_FUNCTION_NOT_PARALLEL))
+        },
+    )
 }

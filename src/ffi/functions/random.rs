@@ -3,7 +3,7 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::guard;
+use crate::ffi::call;
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -12,10 +12,14 @@ pub unsafe extern "C" fn C_SeedRandom(
     _seed: *mut CK_BYTE,
     _len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::RandomNoRng)
-    })
+    call(
+        "C_SeedRandom",
+        format_args!("session={session}, len={_len}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::RandomNoRng)
+        },
+    )
 }
 
 #[no_mangle]
@@ -24,8 +28,12 @@ pub unsafe extern "C" fn C_GenerateRandom(
     _out: *mut CK_BYTE,
     _len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::RandomNoRng)
-    })
+    call(
+        "C_GenerateRandom",
+        format_args!("session={session}, len={_len}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::RandomNoRng)
+        },
+    )
 }

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::{guard, ptr};
+use crate::ffi::{call, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -17,24 +17,32 @@ pub unsafe extern "C" fn C_OpenSession(
     session: *mut CK_SESSION_HANDLE,
 ) -> CK_RV {
     // Notification callbacks are never called (allowed by the specification).
-    guard(|| {
-        let m = m()?;
-        if session.is_null() {
-            return Err(Error::ArgumentsBad);
-        }
-        let h = m.open_session(slot, flags)?;
-        unsafe { ptr::write(session, h) }
-    })
+    call(
+        "C_OpenSession",
+        format_args!("slot={slot}, flags={flags:#x}"),
+        || {
+            let m = m()?;
+            if session.is_null() {
+                return Err(Error::ArgumentsBad);
+            }
+            let h = m.open_session(slot, flags)?;
+            unsafe { ptr::write(session, h) }
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_CloseSession(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| m()?.close_session(session))
+    call("C_CloseSession", format_args!("session={session}"), || {
+        m()?.close_session(session)
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
-    guard(|| m()?.close_all_sessions(slot))
+    call("C_CloseAllSessions", format_args!("slot={slot}"), || {
+        m()?.close_all_sessions(slot)
+    })
 }
 
 #[no_mangle]
@@ -42,20 +50,24 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     session: CK_SESSION_HANDLE,
     out: *mut CK_SESSION_INFO,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        if out.is_null() {
-            return Err(Error::ArgumentsBad);
-        }
-        let (slot, state, flags) = m.session_info(session)?;
-        let info = CK_SESSION_INFO {
-            slotID: slot,
-            state,
-            flags,
-            ulDeviceError: 0,
-        };
-        unsafe { ptr::write(out, info) }
-    })
+    call(
+        "C_GetSessionInfo",
+        format_args!("session={session}"),
+        || {
+            let m = m()?;
+            if out.is_null() {
+                return Err(Error::ArgumentsBad);
+            }
+            let (slot, state, flags) = m.session_info(session)?;
+            let info = CK_SESSION_INFO {
+                slotID: slot,
+                state,
+                flags,
+                ulDeviceError: 0,
+            };
+            unsafe { ptr::write(out, info) }
+        },
+    )
 }
 
 #[no_mangle]
@@ -64,10 +76,14 @@ pub unsafe extern "C" fn C_GetOperationState(
     _state: *mut CK_BYTE,
     _len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::StateUnsaveable)
-    })
+    call(
+        "C_GetOperationState",
+        format_args!("session={session}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::StateUnsaveable)
+        },
+    )
 }
 
 #[no_mangle]
@@ -78,10 +94,14 @@ pub unsafe extern "C" fn C_SetOperationState(
     _enc_key: CK_OBJECT_HANDLE,
     _auth_key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::Other(CKR_SAVED_STATE_INVALID))
-    })
+    call(
+        "C_SetOperationState",
+        format_args!("session={session}, len={_len}, enc_key={_enc_key}, auth_key={_auth_key}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::Other(CKR_SAVED_STATE_INVALID))
+        },
+    )
 }
 
 #[no_mangle]
@@ -91,17 +111,23 @@ pub unsafe extern "C" fn C_Login(
     pin: *mut CK_UTF8CHAR,
     pin_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        // No protected authentication path: a NULL PIN is a caller error.
-        let pin = unsafe { ptr::required_bytes(pin, pin_len) }?;
-        m.login(session, user, pin)
-    })
+    call(
+        "C_Login",
+        format_args!("session={session}, user={user}"),
+        || {
+            let m = m()?;
+            // No protected authentication path: a NULL PIN is a caller error.
+            let pin = unsafe { ptr::required_bytes(pin, pin_len) }?;
+            m.login(session, user, pin)
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_Logout(session: CK_SESSION_HANDLE) -> CK_RV {
-    guard(|| m()?.logout(session))
+    call("C_Logout", format_args!("session={session}"), || {
+        m()?.logout(session)
+    })
 }
 
 #[no_mangle]
@@ -114,13 +140,21 @@ pub unsafe extern "C" fn C_LoginUser(
     _username_len: CK_ULONG,
 ) -> CK_RV {
     // The card has no user names.
-    guard(|| {
-        m()?.session(session)?;
-        Err(Error::FunctionNotSupported)
-    })
+    call(
+        "C_LoginUser",
+        format_args!("session={session}, user={_user}"),
+        || {
+            m()?.session(session)?;
+            Err(Error::FunctionNotSupported)
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_SessionCancel(session: CK_SESSION_HANDLE, flags: CK_FLAGS) -> CK_RV {
-    guard(|| m()?.cancel_operations(session, flags))
+    call(
+        "C_SessionCancel",
+        format_args!("session={session}, flags={flags:#x}"),
+        || m()?.cancel_operations(session, flags),
+    )
 }

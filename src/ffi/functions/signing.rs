@@ -3,7 +3,7 @@
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::{guard, ptr};
+use crate::ffi::{call, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -12,11 +12,15 @@ pub unsafe extern "C" fn C_SignInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let (mech, param) = unsafe { ptr::mechanism_with_param(mech) }?;
-        m.sign_init_with(session, mech, param, key)
-    })
+    call(
+        "C_SignInit",
+        format_args!("session={session}, key={key}"),
+        || {
+            let m = m()?;
+            let (mech, param) = unsafe { ptr::mechanism_with_param(mech) }?;
+            m.sign_init_with(session, mech, param, key)
+        },
+    )
 }
 
 #[no_mangle]
@@ -27,17 +31,21 @@ pub unsafe extern "C" fn C_Sign(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let data = unsafe { ptr::bytes(data, data_len) }?;
-        let needed = m.sign_len(session)?;
-        // NULL output or a short buffer: length only, the operation stays active.
-        if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
-            let s = m.sign(session, data)?;
-            unsafe { ptr::finish_output(out, signature_len, &s) }?;
-        }
-        Ok(())
-    })
+    call(
+        "C_Sign",
+        format_args!("session={session}, data_len={data_len}"),
+        || {
+            let m = m()?;
+            let data = unsafe { ptr::bytes(data, data_len) }?;
+            let needed = m.sign_len(session)?;
+            // NULL output or a short buffer: length only, the operation stays active.
+            if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
+                let s = m.sign(session, data)?;
+                unsafe { ptr::finish_output(out, signature_len, &s) }?;
+            }
+            Ok(())
+        },
+    )
 }
 
 #[no_mangle]
@@ -46,11 +54,15 @@ pub unsafe extern "C" fn C_SignUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let part = unsafe { ptr::bytes(part, part_len) }?;
-        m.sign_update(session, part)
-    })
+    call(
+        "C_SignUpdate",
+        format_args!("session={session}, part_len={part_len}"),
+        || {
+            let m = m()?;
+            let part = unsafe { ptr::bytes(part, part_len) }?;
+            m.sign_update(session, part)
+        },
+    )
 }
 
 #[no_mangle]
@@ -59,7 +71,7 @@ pub unsafe extern "C" fn C_SignFinal(
     signature: *mut CK_BYTE,
     signature_len: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    call("C_SignFinal", format_args!("session={session}"), || {
         let m = m()?;
         let needed = m.sign_len(session)?;
         if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
@@ -76,11 +88,15 @@ pub unsafe extern "C" fn C_SignRecoverInit(
     mech: *mut CK_MECHANISM,
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        unsafe { ptr::mechanism(mech) }?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_SignRecoverInit",
+        format_args!("session={session}, key={_key}"),
+        || {
+            m()?.session(session)?;
+            unsafe { ptr::mechanism(mech) }?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }
 
 #[no_mangle]
@@ -89,11 +105,15 @@ pub unsafe extern "C" fn C_VerifyInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let (mech, param) = unsafe { ptr::mechanism_with_param(mech) }?;
-        m.verify_init_with(session, mech, param, key)
-    })
+    call(
+        "C_VerifyInit",
+        format_args!("session={session}, key={key}"),
+        || {
+            let m = m()?;
+            let (mech, param) = unsafe { ptr::mechanism_with_param(mech) }?;
+            m.verify_init_with(session, mech, param, key)
+        },
+    )
 }
 
 #[no_mangle]
@@ -104,12 +124,16 @@ pub unsafe extern "C" fn C_Verify(
     signature: *mut CK_BYTE,
     signature_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let data = unsafe { ptr::bytes(data, data_len) }?;
-        let signature = unsafe { ptr::bytes(signature, signature_len) }?;
-        m.verify(session, data, signature)
-    })
+    call(
+        "C_Verify",
+        format_args!("session={session}, data_len={data_len}, signature_len={signature_len}"),
+        || {
+            let m = m()?;
+            let data = unsafe { ptr::bytes(data, data_len) }?;
+            let signature = unsafe { ptr::bytes(signature, signature_len) }?;
+            m.verify(session, data, signature)
+        },
+    )
 }
 
 #[no_mangle]
@@ -118,11 +142,15 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     part: *mut CK_BYTE,
     part_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let part = unsafe { ptr::bytes(part, part_len) }?;
-        m.verify_update(session, part)
-    })
+    call(
+        "C_VerifyUpdate",
+        format_args!("session={session}, part_len={part_len}"),
+        || {
+            let m = m()?;
+            let part = unsafe { ptr::bytes(part, part_len) }?;
+            m.verify_update(session, part)
+        },
+    )
 }
 
 #[no_mangle]
@@ -131,11 +159,15 @@ pub unsafe extern "C" fn C_VerifyFinal(
     signature: *mut CK_BYTE,
     signature_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        let signature = unsafe { ptr::bytes(signature, signature_len) }?;
-        m.verify_final(session, signature)
-    })
+    call(
+        "C_VerifyFinal",
+        format_args!("session={session}, signature_len={signature_len}"),
+        || {
+            let m = m()?;
+            let signature = unsafe { ptr::bytes(signature, signature_len) }?;
+            m.verify_final(session, signature)
+        },
+    )
 }
 
 #[no_mangle]
@@ -144,11 +176,15 @@ pub unsafe extern "C" fn C_VerifyRecoverInit(
     mech: *mut CK_MECHANISM,
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| {
-        m()?.session(session)?;
-        unsafe { ptr::mechanism(mech) }?;
-        Err(Error::MechanismInvalid)
-    })
+    call(
+        "C_VerifyRecoverInit",
+        format_args!("session={session}, key={_key}"),
+        || {
+            m()?.session(session)?;
+            unsafe { ptr::mechanism(mech) }?;
+            Err(Error::MechanismInvalid)
+        },
+    )
 }
 
 not_initialized_op!(C_SignRecover, a: *mut CK_BYTE, b: CK_ULONG, c: *mut CK_BYTE, d: *mut CK_ULONG);

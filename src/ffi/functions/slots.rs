@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use cryptoki_sys::*;
 
 use super::m;
-use crate::ffi::{guard, pad, ptr};
+use crate::ffi::{call, pad, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -14,18 +14,22 @@ pub unsafe extern "C" fn C_GetSlotList(
     list: *mut CK_SLOT_ID,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
-        let slots = m()?.slot_list(token_present != CK_FALSE);
-        if let Some(out) = unsafe { ptr::output(list, count, slots.len()) }? {
-            unsafe { ptr::finish_output(out, count, &slots) }?;
-        }
-        Ok(())
-    })
+    call(
+        "C_GetSlotList",
+        format_args!("token_present={token_present}"),
+        || {
+            let slots = m()?.slot_list(token_present != CK_FALSE);
+            if let Some(out) = unsafe { ptr::output(list, count, slots.len()) }? {
+                unsafe { ptr::finish_output(out, count, &slots) }?;
+            }
+            Ok(())
+        },
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, out: *mut CK_SLOT_INFO) -> CK_RV {
-    guard(|| {
+    call("C_GetSlotInfo", format_args!("slot={slot}"), || {
         let m = m()?;
         if out.is_null() {
             return Err(Error::ArgumentsBad);
@@ -44,7 +48,7 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, out: *mut CK_SLOT_INFO)
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, out: *mut CK_TOKEN_INFO) -> CK_RV {
-    guard(|| {
+    call("C_GetTokenInfo", format_args!("slot={slot}"), || {
         let m = m()?;
         if out.is_null() {
             return Err(Error::ArgumentsBad);
@@ -81,7 +85,7 @@ pub unsafe extern "C" fn C_GetMechanismList(
     list: *mut CK_MECHANISM_TYPE,
     count: *mut CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    call("C_GetMechanismList", format_args!("slot={slot}"), || {
         let mechs = m()?.mechanism_list(slot)?;
         if let Some(out) = unsafe { ptr::output(list, count, mechs.len()) }? {
             unsafe { ptr::finish_output(out, count, &mechs) }?;
@@ -96,19 +100,23 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
     mech: CK_MECHANISM_TYPE,
     out: *mut CK_MECHANISM_INFO,
 ) -> CK_RV {
-    guard(|| {
-        let m = m()?;
-        if out.is_null() {
-            return Err(Error::ArgumentsBad);
-        }
-        let (min, max, flags) = m.mechanism_info(slot, mech)?;
-        let info = CK_MECHANISM_INFO {
-            ulMinKeySize: min,
-            ulMaxKeySize: max,
-            flags,
-        };
-        unsafe { ptr::write(out, info) }
-    })
+    call(
+        "C_GetMechanismInfo",
+        format_args!("slot={slot}, mech={mech:#x}"),
+        || {
+            let m = m()?;
+            if out.is_null() {
+                return Err(Error::ArgumentsBad);
+            }
+            let (min, max, flags) = m.mechanism_info(slot, mech)?;
+            let info = CK_MECHANISM_INFO {
+                ulMinKeySize: min,
+                ulMaxKeySize: max,
+                flags,
+            };
+            unsafe { ptr::write(out, info) }
+        },
+    )
 }
 
 #[no_mangle]
@@ -119,7 +127,7 @@ pub unsafe extern "C" fn C_InitToken(
     _label: *mut CK_UTF8CHAR,
 ) -> CK_RV {
     // The card is personalised by the issuer; it cannot be initialised.
-    guard(|| {
+    call("C_InitToken", format_args!("slot={_slot}"), || {
         m()?;
         Err(Error::FunctionNotSupported)
     })
@@ -132,7 +140,7 @@ pub unsafe extern "C" fn C_InitPIN(
     _pin_len: CK_ULONG,
 ) -> CK_RV {
     // No security officer: PINs are reset at the municipal office only.
-    guard(|| {
+    call("C_InitPIN", format_args!("session={session}"), || {
         m()?.session(session)?;
         Err(Error::FunctionNotSupported)
     })
@@ -146,7 +154,7 @@ pub unsafe extern "C" fn C_SetPIN(
     new: *mut CK_UTF8CHAR,
     new_len: CK_ULONG,
 ) -> CK_RV {
-    guard(|| {
+    call("C_SetPIN", format_args!("session={session}"), || {
         let m = m()?;
         let old = unsafe { ptr::required_bytes(old, old_len) }?;
         let new = unsafe { ptr::required_bytes(new, new_len) }?;
@@ -160,13 +168,17 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
     slot: *mut CK_SLOT_ID,
     reserved: *mut c_void,
 ) -> CK_RV {
-    guard(|| {
-        // Only an Arc of the module is held while blocked: C_Finalize never waits for us.
-        let m = m()?;
-        if slot.is_null() || !reserved.is_null() {
-            return Err(Error::ArgumentsBad);
-        }
-        let s = m.wait_for_slot_event(flags & CKF_DONT_BLOCK != 0)?;
-        unsafe { ptr::write(slot, s) }
-    })
+    call(
+        "C_WaitForSlotEvent",
+        format_args!("flags={flags:#x}"),
+        || {
+            // Only an Arc of the module is held while blocked: C_Finalize never waits for us.
+            let m = m()?;
+            if slot.is_null() || !reserved.is_null() {
+                return Err(Error::ArgumentsBad);
+            }
+            let s = m.wait_for_slot_event(flags & CKF_DONT_BLOCK != 0)?;
+            unsafe { ptr::write(slot, s) }
+        },
+    )
 }

@@ -17,14 +17,14 @@ use parking_lot::{Mutex, RwLock};
 use super::error::{Error, Result};
 use super::session::{Session, SessionHandle};
 use super::token::KINDS;
-use crate::transport::Readers;
+use crate::card::CardReaders;
 
 use slots::SlotTable;
 pub use slots::{FullTokenInfo, SlotInfo};
 
 /// The module, between `C_Initialize` and `C_Finalize`.
 pub struct Module {
-    readers: Box<dyn Readers>,
+    readers: CardReaders,
     pid: u32,
     finalized: AtomicBool,
     slots: Mutex<SlotTable>,
@@ -33,9 +33,9 @@ pub struct Module {
 
 impl Module {
     /// No card or PC/SC traffic here (browsers load the module at start).
-    pub fn new(readers: Box<dyn Readers>) -> Module {
+    pub fn new(readers: impl Into<CardReaders>) -> Module {
         Module {
-            readers,
+            readers: readers.into(),
             pid: std::process::id(),
             finalized: AtomicBool::new(false),
             slots: Mutex::new(SlotTable::default()),
@@ -66,7 +66,7 @@ static MODULE: RwLock<Option<Arc<Module>>> = parking_lot::const_rwlock(None);
 
 /// `C_Initialize`. In a child after `fork`, the parent's state is forgotten, never used: its
 /// PC/SC context belongs to the parent.
-pub fn initialize(make_readers: impl FnOnce() -> Box<dyn Readers>) -> Result<()> {
+pub fn initialize<R: Into<CardReaders>>(make_readers: impl FnOnce() -> R) -> Result<()> {
     let mut global = MODULE.write();
     if let Some(m) = global.as_ref() {
         if m.pid == std::process::id() {

@@ -85,7 +85,6 @@ impl Module {
             key_len: public.size(),
             public,
             scheme,
-            multi_part: false,
         })
     }
 
@@ -140,7 +139,6 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
-        op.multi_part = true;
         let key_len = op.key_len;
         if let Err(e) = op.scheme.update(data, key_len) {
             ops.sign = None;
@@ -198,7 +196,6 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
-        op.multi_part = true;
         let key_len = op.key_len;
         if let Err(e) = op.scheme.update(data, key_len) {
             ops.verify = None;
@@ -224,7 +221,7 @@ impl Module {
         if ops.digest.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.digest = Some((Hasher::for_digest(mech)?, false));
+        ops.digest = Some(Hasher::for_digest(mech)?);
         Ok(())
     }
 
@@ -234,7 +231,7 @@ impl Module {
         let ops = s.ops.lock();
         ops.digest
             .as_ref()
-            .map(|(d, _)| d.output_len())
+            .map(|d| d.output_len())
             .ok_or(Error::OperationNotInitialized)
     }
 
@@ -242,7 +239,7 @@ impl Module {
     pub fn digest(&self, h: SessionHandle, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let (mut d, _) = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        let mut d = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
         d.update(data);
         Ok(d.finish())
     }
@@ -251,8 +248,7 @@ impl Module {
     pub fn digest_update(&self, h: SessionHandle, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let (d, multi) = ops.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
-        *multi = true;
+        let d = ops.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
         d.update(data);
         Ok(())
     }
@@ -261,7 +257,7 @@ impl Module {
     pub fn digest_final(&self, h: SessionHandle) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let (d, _) = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        let d = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
         Ok(d.finish())
     }
 }

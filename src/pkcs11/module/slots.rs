@@ -12,11 +12,10 @@ use std::time::Duration;
 use cryptoki_sys::*;
 
 use super::Module;
-use crate::card::{JpkiCard, KeyKind};
+use crate::card::{CardError, JpkiCard, KeyKind, ReaderState};
 use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::mechanism::{self, PSS_MECHANISMS};
 use crate::pkcs11::token::{Card, TokenInfo, KINDS};
-use crate::transport::{ReaderState, TransportError};
 
 /// What `C_GetSlotInfo` reports.
 #[derive(Debug, Clone)]
@@ -80,7 +79,7 @@ impl Module {
     pub fn refresh(&self) {
         let states = match self.readers.list() {
             Ok(s) => s,
-            Err(TransportError::NoService) | Err(TransportError::NoReader) => Vec::new(),
+            Err(CardError::NoService) | Err(CardError::NoReader) => Vec::new(),
             Err(e) => {
                 log::warn!("listing readers failed: {e}");
                 return;
@@ -178,11 +177,10 @@ impl Module {
     }
 
     /// Connects to the card in `reader` and checks for the JPKI application (one SELECT).
-    pub(super) fn probe(&self, reader: &str) -> std::result::Result<Option<JpkiCard>, ()> {
-        let transport = self.readers.connect(reader).map_err(|e| {
+    fn probe(&self, reader: &str) -> std::result::Result<Option<JpkiCard>, ()> {
+        let mut jpki = self.readers.connect(reader).map_err(|e| {
             log::info!("connecting to {reader:?} failed: {e}");
         })?;
-        let mut jpki = JpkiCard::new(transport);
         match jpki.is_jpki() {
             Ok(true) => Ok(Some(jpki)),
             Ok(false) => {
@@ -333,7 +331,7 @@ impl Module {
                 .wait_for_change(&known, Some(Duration::from_secs(1)))
             {
                 Ok(_) => {}
-                Err(TransportError::Cancelled) => return Err(Error::NotInitialized),
+                Err(CardError::Cancelled) => return Err(Error::NotInitialized),
                 Err(e) => {
                     log::debug!("waiting for reader events: {e}");
                     std::thread::sleep(Duration::from_millis(500));

@@ -9,7 +9,7 @@ use super::{kind_index, next_object_handle, Card, CardInner};
 use crate::card::{CardError, CertificateFile, KeyKind};
 use crate::pkcs11::cert::CertificateData;
 use crate::pkcs11::error::{Error, Result};
-use crate::pkcs11::object::{self, cert_files, pair_names, Object, ObjectHandle};
+use crate::pkcs11::object::{self, pair_names, Object, ObjectHandle};
 
 /// A certificate EF and the objects built from it.
 #[derive(Default)]
@@ -102,7 +102,6 @@ impl Card {
     ) -> Result<ReadOutcome> {
         for _ in 0..2 {
             let read = inner.jpki.read_certificate(file);
-            inner.sync_login();
             match read {
                 Ok(bytes) => return Ok(ReadOutcome::Bytes(bytes)),
                 Err(CardError::SecurityStatusNotSatisfied) => return Ok(ReadOutcome::NeedsLogin),
@@ -112,9 +111,9 @@ impl Card {
                     return Ok(ReadOutcome::Absent);
                 }
                 Err(CardError::CardReset) => {
-                    let _ = self.card_error(inner, CardError::CardReset);
+                    let _ = self.card_error(CardError::CardReset);
                 }
-                Err(e) => return Err(self.card_error(inner, e)),
+                Err(e) => return Err(self.card_error(e)),
             }
         }
         Err(Error::DeviceError)
@@ -124,9 +123,9 @@ impl Card {
     /// asks for, once.
     pub(super) fn load(&self, inner: &mut CardInner, kind: KeyKind, want: Files) -> Result<()> {
         let idx = kind_index(kind);
-        let (user_file, ca_file) = cert_files(kind);
+        let (user_file, ca_file) = kind.certificate_files();
         let names = pair_names(kind);
-        let logged_in = inner.tokens[idx].logged_in;
+        let logged_in = inner.logged_in(kind);
         let wanted = |c: &CertObjects| match c {
             CertObjects::Pending | CertObjects::Damaged(_) => true,
             CertObjects::NeedsLogin => logged_in,
@@ -226,7 +225,7 @@ impl Card {
         );
         self.load(&mut inner, kind, want)?;
         Ok(inner.tokens[kind_index(kind)]
-            .visible()
+            .visible(inner.logged_in(kind))
             .filter(|o| o.matches(template))
             .map(|o| o.handle)
             .collect())
@@ -248,7 +247,7 @@ impl Card {
         let token = &inner.tokens[kind_index(kind)];
         let found = token.all_objects().find(|o| o.handle == handle).cloned();
         match found {
-            Some(o) if token.logged_in || !o.private => Ok(Some(o)),
+            Some(o) if inner.logged_in(kind) || !o.private => Ok(Some(o)),
             Some(_) => Ok(None),
             None => Err(Error::ObjectHandleInvalid),
         }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use cryptoki_sys::*;
 
 use super::{kind_index, Card};
-use super::{max_tries, LoginKind, TokenState};
-use crate::card::{CardError, KeyKind, Pin, PinFormatError};
+use super::{LoginKind, TokenState, KINDS};
+use crate::card::{CardError, KeyKind, Pin};
 use crate::pkcs11::error::{Error, Result};
 
 /// How long a PIN-counter answer is reused by `C_GetTokenInfo` while not logged in.
@@ -29,10 +29,10 @@ pub(super) const TRIES_CACHE: Duration = Duration::from_millis(2000);
 /// - not logged in: ask again only when the last answer is older than [`TRIES_CACHE`], so a
 ///   burst of `C_GetTokenInfo` (NSS calls it for every slot and again around a login) costs one
 ///   query, while the flags stay true within that window of another application's VERIFY.
-pub(super) fn needs_tries_read(token: &TokenState) -> bool {
+pub(super) fn needs_tries_read(token: &TokenState, logged_in: bool) -> bool {
     match token.tries {
         None => true,
-        Some(_) if token.logged_in => false,
+        Some(_) if logged_in => false,
         Some((_, at)) => at.elapsed() >= TRIES_CACHE,
     }
 }
@@ -42,17 +42,12 @@ impl Card {
     /// never reaches the card (no try is spent on it).
     pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
         self.check_present()?;
-        let pin = Pin::parse(kind, pin).map_err(|e| match e {
-            PinFormatError::Length => Error::PinLenRange,
-            PinFormatError::Charset => Error::PinInvalid,
-        })?;
+        let pin = Pin::parse(kind, pin)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {
-            LoginKind::User if inner.tokens[idx].logged_in => {
-                return Err(Error::UserAlreadyLoggedIn)
-            }
-            LoginKind::ContextSpecific if !inner.tokens[idx].logged_in => {
+            LoginKind::User if inner.logged_in(kind) => return Err(Error::UserAlreadyLoggedIn),
+            LoginKind::ContextSpecific if !inner.logged_in(kind) => {
                 return Err(Error::UserNotLoggedIn)
             }
             _ => {}
@@ -60,28 +55,17 @@ impl Card {
         let mut result = inner.jpki.verify_pin(&pin);
         if result == Err(CardError::CardReset) {
             // The reset came before our VERIFY reached the card; the transport reconnected.
-            let _ = self.card_error(&mut inner, CardError::CardReset);
+            let _ = self.card_error(CardError::CardReset);
             result = inner.jpki.verify_pin(&pin);
         }
         match result {
             Ok(()) => {
-                let token = &mut inner.tokens[idx];
-                token.logged_in = true;
-                token.set_tries(max_tries(kind));
+                // The card layer now counts the VERIFY: the token is logged in.
+                inner.tokens[idx].set_tries(kind.max_tries());
                 log::debug!("logged in to {kind:?} token");
                 Ok(())
             }
-            Err(CardError::PinIncorrect { tries_left }) => {
-                inner.tokens[idx].set_tries(tries_left);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinIncorrect)
-            }
-            Err(CardError::PinBlocked) => {
-                inner.tokens[idx].set_tries(0);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinLocked)
-            }
-            Err(e) => Err(self.card_error(&mut inner, e)),
+            Err(e) => Err(self.pin_error(&mut inner, kind, e)),
         }
     }
 
@@ -91,17 +75,15 @@ impl Card {
     /// VERIFYs for the sibling's sessions).
     pub fn logout(&self, kind: KeyKind, keep_sibling: bool) -> Result<()> {
         let mut inner = self.inner.lock();
-        let idx = kind_index(kind);
-        if !inner.tokens[idx].logged_in {
+        let sibling = KINDS[1 - kind_index(kind)];
+        if !inner.logged_in(kind) {
             return Err(Error::UserNotLoggedIn);
         }
-        inner.tokens[idx].logged_in = false;
-        if keep_sibling && inner.tokens[1 - idx].logged_in {
+        inner.jpki.release(kind);
+        if keep_sibling && inner.logged_in(sibling) {
             return Ok(());
         }
-        for t in inner.tokens.iter_mut() {
-            t.logged_in = false;
-        }
+        inner.jpki.release(sibling);
         if self.is_removed() {
             return Ok(());
         }
@@ -109,7 +91,7 @@ impl Card {
             Ok(()) | Err(CardError::CardReset) => Ok(()),
             Err(e) => {
                 // The logout itself succeeded for us; report only a removal.
-                let err = self.card_error(&mut inner, e);
+                let err = self.card_error(e);
                 log::warn!("clearing the card's security state failed: {err}");
                 Ok(())
             }
@@ -126,21 +108,20 @@ impl Card {
     pub fn change_pin(&self, kind: KeyKind, old: &[u8], new: &[u8]) -> Result<()> {
         self.check_present()?;
         // C_SetPIN sets a PIN, so the format errors have their own return values.
-        let parse = |b: &[u8]| {
-            Pin::parse(kind, b).map_err(|e| match e {
-                PinFormatError::Length => Error::PinLenRange,
-                PinFormatError::Charset => Error::PinInvalid,
-            })
-        };
-        let old = parse(old)?;
-        let new = parse(new)?;
+        let old = Pin::parse(kind, old)?;
+        let new = Pin::parse(kind, new)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
-        match inner.jpki.change_pin(&old, &new) {
+        let was_logged_in = KINDS.map(|k| inner.logged_in(k));
+        let result = inner.jpki.change_pin(&old, &new);
+        if !was_logged_in[idx] {
+            // The VERIFY of the old PIN does not log the token in.
+            inner.jpki.release(kind);
+        }
+        match result {
             Ok(()) => {
-                inner.tokens[idx].set_tries(max_tries(kind));
-                let any_logged_in = inner.tokens.iter().any(|t| t.logged_in);
-                if !any_logged_in {
+                inner.tokens[idx].set_tries(kind.max_tries());
+                if !was_logged_in.iter().any(|l| *l) {
                     if let Err(e) = inner.jpki.logout() {
                         log::debug!("logout after PIN change failed: {e}");
                     }
@@ -148,17 +129,7 @@ impl Card {
                 log::info!("PIN of the {kind:?} token changed");
                 Ok(())
             }
-            Err(CardError::PinIncorrect { tries_left }) => {
-                inner.tokens[idx].set_tries(tries_left);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinIncorrect)
-            }
-            Err(CardError::PinBlocked) => {
-                inner.tokens[idx].set_tries(0);
-                inner.tokens[idx].logged_in = false;
-                Err(Error::PinLocked)
-            }
-            Err(e) => Err(self.card_error(&mut inner, e)),
+            Err(e) => Err(self.pin_error(&mut inner, kind, e)),
         }
     }
 }
@@ -168,7 +139,7 @@ pub fn tries_flags(kind: KeyKind, tries: u8) -> CK_FLAGS {
     match tries {
         0 => CKF_USER_PIN_LOCKED,
         1 => CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW,
-        t if t < max_tries(kind) => CKF_USER_PIN_COUNT_LOW,
+        t if t < kind.max_tries() => CKF_USER_PIN_COUNT_LOW,
         _ => 0,
     }
 }
@@ -182,15 +153,20 @@ mod tries_policy_tests {
     #[test]
     fn counter_is_read_first_then_only_when_stale_and_logged_out() {
         let mut token = TokenState::new(KeyKind::Authentication);
-        assert!(needs_tries_read(&token), "never read: read");
+        assert!(needs_tries_read(&token, false), "never read: read");
         token.set_tries(3);
-        assert!(!needs_tries_read(&token), "just read: from memory");
+        assert!(!needs_tries_read(&token, false), "just read: from memory");
         let old = Instant::now()
             .checked_sub(TRIES_CACHE + Duration::from_millis(100))
             .expect("clock far enough from its origin");
         token.tries = Some((3, old));
-        assert!(needs_tries_read(&token), "stale and logged out: read");
-        token.logged_in = true;
-        assert!(!needs_tries_read(&token), "logged in: our VERIFY set it");
+        assert!(
+            needs_tries_read(&token, false),
+            "stale and logged out: read"
+        );
+        assert!(
+            !needs_tries_read(&token, true),
+            "logged in: our VERIFY set it"
+        );
     }
 }

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::object::{self, Object, ObjectHandle};
-use crate::card::{CardError, JpkiCard, KeyKind};
+use crate::card::{CardError, JpkiCard, KeyKind, Pin};
 use certificates::{CertObjects, Files};
 use login::needs_tries_read;
 pub use login::tries_flags;
@@ -44,25 +44,9 @@ pub fn kind_index(kind: KeyKind) -> usize {
     }
 }
 
-/// Retry counter maximum of a key's PIN (jpki-card.md §5).
-pub fn max_tries(kind: KeyKind) -> u8 {
-    match kind {
-        KeyKind::Authentication => 3,
-        KeyKind::Signature => 5,
-    }
-}
-
-/// PIN length bounds of a key's PIN (jpki-card.md §5).
-pub fn pin_len_range(kind: KeyKind) -> (usize, usize) {
-    match kind {
-        KeyKind::Authentication => (4, 4),
-        KeyKind::Signature => (6, 16),
-    }
-}
-
-/// Per-token state.
+/// Per-token state. Whether the token is logged in is not kept here: the card layer owns it
+/// ([`CardInner::logged_in`]).
 struct TokenState {
-    logged_in: bool,
     profiles: Vec<Arc<Object>>,
     user: CertObjects,
     ca: CertObjects,
@@ -74,7 +58,7 @@ impl TokenState {
         // The authentication token's certificates are all public. The signature token declares
         // the same by default so that NSS never asks for the signature password just to list
         // certificates (see `config::SignCertLookup`); its certificate stays a private object,
-        // visible only after login (clients.md §10.10).
+        // visible only after login (docs/clients.md).
         let sign_public = config::get().sign_cert_lookup == SignCertLookup::WithoutLogin;
         let ids: &[CK_PROFILE_ID] = match kind {
             KeyKind::Authentication => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
@@ -84,7 +68,6 @@ impl TokenState {
             KeyKind::Signature => &[CKP_AUTHENTICATION_TOKEN],
         };
         TokenState {
-            logged_in: false,
             profiles: ids
                 .iter()
                 .map(|id| Arc::new(object::profile(next_object_handle(), kind, *id)))
@@ -108,9 +91,8 @@ impl TokenState {
             .chain(list(&self.user).iter())
     }
 
-    /// Objects the current login state may see.
-    fn visible(&self) -> impl Iterator<Item = &Arc<Object>> {
-        let logged_in = self.logged_in;
+    /// Objects a token in this login state may see.
+    fn visible(&self, logged_in: bool) -> impl Iterator<Item = &Arc<Object>> {
         self.all_objects().filter(move |o| logged_in || !o.private)
     }
 
@@ -127,17 +109,12 @@ struct CardInner {
 }
 
 impl CardInner {
-    /// A token is logged in only while the card layer still counts its VERIFY: the card layer
-    /// re-selects the application when an answer makes it doubt what is selected (or after a
-    /// transport error), and that clears the card's PIN state for both keys.
-    fn sync_login(&mut self) {
-        let CardInner { jpki, tokens, .. } = self;
-        for (token, kind) in tokens.iter_mut().zip(KINDS) {
-            if token.logged_in && !jpki.is_verified(kind) {
-                log::info!("the card forgot the {kind:?} PIN; logged out");
-                token.logged_in = false;
-            }
-        }
+    /// Whether the token of `kind` is logged in: its PIN is verified for us, as the card layer
+    /// (the one owner of this state) knows it. The card layer forgets it when it re-selects the
+    /// application (an answer that makes it doubt what is selected, a transport error, a
+    /// logout), when the card is reset, and on a failed VERIFY.
+    fn logged_in(&self, kind: KeyKind) -> bool {
+        self.jpki.is_verified(kind)
     }
 }
 
@@ -212,12 +189,10 @@ impl Card {
         match inner.jpki.check_presence() {
             Ok(()) => Ok(()),
             Err(CardError::CardReset) => {
-                let _ = self.card_error(&mut inner, CardError::CardReset);
+                let _ = self.card_error(CardError::CardReset);
                 Ok(())
             }
-            Err(e @ (CardError::Removed | CardError::NoReader)) => {
-                Err(self.card_error(&mut inner, e))
-            }
+            Err(e @ (CardError::Removed | CardError::NoReader)) => Err(self.card_error(e)),
             Err(e) => {
                 // pcscd unreachable and the like: the next card command will tell.
                 log::debug!("card status unknown: {e}");
@@ -226,8 +201,10 @@ impl Card {
         }
     }
 
-    /// Maps a card error, updating the token state it tells about.
-    fn card_error(&self, inner: &mut CardInner, e: CardError) -> Error {
+    /// Maps a card error to this layer's error (through the one `From<CardError>`), after
+    /// recording what it tells about the card: a removal, or a reset by another party (every
+    /// login gone). The answer to a VERIFY of `kind`'s PIN: [`Card::pin_error`].
+    fn card_error(&self, e: CardError) -> Error {
         match e {
             CardError::Removed | CardError::NoReader => {
                 self.mark_removed();
@@ -239,9 +216,7 @@ impl Card {
                     "card in {:?} was reset by another party; logged out",
                     self.reader
                 );
-                for t in inner.tokens.iter_mut() {
-                    t.logged_in = false;
-                }
+                // The card layer has already forgotten both VERIFYs.
                 Error::UserNotLoggedIn
             }
             other => {
@@ -251,8 +226,25 @@ impl Card {
         }
     }
 
+    /// As [`Card::card_error`], for the answer to a VERIFY of `kind`'s PIN: a wrong or blocked
+    /// PIN records the tries left (the card layer has ended that key's login).
+    fn pin_error(&self, inner: &mut CardInner, kind: KeyKind, e: CardError) -> Error {
+        let token = &mut inner.tokens[kind_index(kind)];
+        match e {
+            CardError::PinIncorrect { tries_left } => {
+                token.set_tries(tries_left);
+                Error::from(e)
+            }
+            CardError::PinBlocked => {
+                token.set_tries(0);
+                Error::from(e)
+            }
+            other => self.card_error(other),
+        }
+    }
+
     pub fn is_logged_in(&self, kind: KeyKind) -> bool {
-        self.inner.lock().tokens[kind_index(kind)].logged_in
+        self.inner.lock().logged_in(kind)
     }
 
     /// Token label, serial and flags. Reads the authentication certificate once (label tag and
@@ -273,14 +265,13 @@ impl Card {
             }
         }
         let idx = kind_index(kind);
-        if needs_tries_read(&inner.tokens[idx]) {
+        if needs_tries_read(&inner.tokens[idx], inner.logged_in(kind)) {
             let tries = inner.jpki.pin_tries_left(kind);
-            inner.sync_login();
             match tries {
                 Ok(t) => inner.tokens[idx].set_tries(t),
                 Err(CardError::PinBlocked) => inner.tokens[idx].set_tries(0),
                 Err(e) => {
-                    let err = self.card_error(&mut inner, e);
+                    let err = self.card_error(e);
                     if err == Error::DeviceRemoved {
                         return Err(err);
                     }
@@ -291,11 +282,8 @@ impl Card {
         // the label carries its last 8 digits so that two cards' tokens differ.
         let serial = match &inner.auth_serial {
             Some(s) => {
-                let hex: String = s
-                    .iter()
-                    .skip_while(|b| **b == 0)
-                    .map(|b| format!("{b:02X}"))
-                    .collect();
+                let first = s.iter().position(|b| *b != 0).unwrap_or(s.len());
+                let hex = crate::pkcs11::hex::encode(&s[first..], true);
                 let hex = if hex.is_empty() { "0".to_string() } else { hex };
                 hex[hex.len().saturating_sub(16)..].to_string()
             }
@@ -318,7 +306,7 @@ impl Card {
         if let Some((tries, _)) = inner.tokens[idx].tries {
             flags |= tries_flags(kind, tries);
         }
-        let (min_pin, max_pin) = pin_len_range(kind);
+        let (min_pin, max_pin) = Pin::len_range(kind);
         Ok(TokenInfo {
             label,
             serial,

@@ -1,7 +1,7 @@
 //! Signing with the card key: PKCS#1 v1.5 and the card's own RSASSA-PSS, each signature
 //! verified in software before it is returned.
 
-use super::{kind_index, Card};
+use super::Card;
 use crate::card::{CardError, KeyKind};
 use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::mechanism::{verify_input, SignInput};
@@ -21,7 +21,7 @@ impl Card {
         match inner.jpki.pss_support() {
             Ok(known) => known,
             Err(e) => {
-                let err = self.card_error(&mut inner, e);
+                let err = self.card_error(e);
                 log::info!("PSS probe failed ({err}); PSS not offered for now");
                 false
             }
@@ -39,19 +39,18 @@ impl Card {
     ) -> Result<Vec<u8>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        let idx = kind_index(kind);
-        if !inner.tokens[idx].logged_in {
+        if !inner.logged_in(kind) {
             return Err(Error::UserNotLoggedIn);
         }
         let result = match input {
             SignInput::Pkcs1(data) => inner.jpki.sign(kind, data),
             SignInput::PssSha256(hash) => inner.jpki.sign_pss_sha256(kind, hash),
         };
-        inner.sync_login();
         let signature = match result {
             Ok(s) => s,
             Err(CardError::SecurityStatusNotSatisfied) => {
-                inner.tokens[idx].logged_in = false;
+                // The card no longer holds the VERIFY (69 82): logged out.
+                inner.jpki.release(kind);
                 return Err(Error::UserNotLoggedIn);
             }
             Err(CardError::NotSupported) => {
@@ -60,7 +59,7 @@ impl Card {
                 log::warn!("the card refused RSASSA-PSS; no longer offered");
                 return Err(Error::FunctionFailed);
             }
-            Err(e) => return Err(self.card_error(&mut inner, e)),
+            Err(e) => return Err(self.card_error(e)),
         };
         if verify_input(public, input, &signature).is_err() {
             log::error!("the card's signature does not verify with the certificate's key");

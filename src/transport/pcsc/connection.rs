@@ -73,11 +73,6 @@ impl PcscTransport {
             .connect(reader, ShareMode::Shared, Protocols::ANY)
             .map_err(map_error)
     }
-
-    /// The reader this connection is to.
-    pub fn reader(&self) -> String {
-        self.reader.to_string_lossy().into_owned()
-    }
 }
 
 pub(super) fn card_atr(card: &Card) -> Vec<u8> {

@@ -42,7 +42,7 @@ pub use readers::PcscReaders;
 pub(super) const RECEIVE_BUFFER: usize = pcsc::MAX_BUFFER_SIZE;
 
 /// Longest wait for the card's answer to one APDU. A JPKI RSA-2048 signature takes about a
-/// second on a real card (jpki-card.md §8: the contact ATR's BWT is ≈1.6 s); 10 s leaves room
+/// second on a real card (docs/card-protocol.md: the contact ATR's BWT is ≈1.6 s); 10 s leaves room
 /// for slow contactless readers and time-extension requests, and still ends a hang.
 pub const APDU_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the PC/SC transaction (exclusive access), which another process may hold
