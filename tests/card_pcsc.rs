@@ -1,7 +1,8 @@
 //! The card layer through the real PC/SC stack (pcscd + vpcd + the virtual card).
 //!
-//! Runs only when `JPKI_PCSC_TEST=1` (set by `tests/harness/with-card.sh`); otherwise it prints
-//! a notice and passes. With the variable set, a missing card is a failure.
+//! Every test is `#[ignore]`d: a plain `cargo test` lists them as ignored. Run them with
+//! `tests/harness/with-card.sh -- cargo test --test card_pcsc -- --include-ignored --test-threads=1`
+//! (the harness sets `JPKI_PCSC_TEST=1`; without it they fail). A missing card is a failure.
 //!
 //! Prints the APDU count of each operation (for the comparison with OpenSC).
 
@@ -25,14 +26,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn enabled() -> bool {
-    if std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1") {
-        return true;
-    }
-    println!(
-        "skipped: set JPKI_PCSC_TEST=1 (tests/harness/with-card.sh does) to run against pcscd"
+/// These tests are `#[ignore]`d (a plain `cargo test` lists them as ignored); run with
+/// `--include-ignored` outside the harness, they fail rather than pass without testing anything.
+fn require_harness() {
+    assert!(
+        std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1"),
+        "needs pcscd: run through tests/harness/with-card.sh (it sets JPKI_PCSC_TEST=1)"
     );
-    false
 }
 
 /// The first reader holding a JPKI card.
@@ -89,10 +89,9 @@ fn extended() -> bool {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn jpki_card_through_pcscd() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     let _serial = serial();
     let readers = PcscReaders::new();
     let (reader, mut card) = find_card(&readers);
@@ -224,10 +223,9 @@ fn jpki_card_through_pcscd() {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn pcsc_waits_and_cancels() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     let _serial = serial();
     let readers = std::sync::Arc::new(PcscReaders::new());
     let known = readers.list().expect("reader list");
@@ -286,10 +284,9 @@ fn retry<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn reset_by_another_client_is_reported_once() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     let _serial = serial();
     let readers = PcscReaders::new();
     let (reader, mut card) = find_card(&readers);
@@ -322,10 +319,9 @@ fn reset_by_another_client_is_reported_once() {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn removal_insertion_and_pcscd_restart() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     let _serial = serial();
     let readers = std::sync::Arc::new(PcscReaders::new());
     let (reader, mut card) = find_card(&readers);

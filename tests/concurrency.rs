@@ -10,7 +10,7 @@
 //! default 50: 8 threads × 2 tokens × 50 = 800), JPKI_CONCURRENCY_PROCESSES (default 4),
 //! JPKI_CONCURRENCY_PROCESS_SIGNATURES (per process and token, default 20).
 //!
-//! Run: tests/harness/with-card.sh -- cargo test --test concurrency -- --test-threads=1
+//! Run: tests/harness/with-card.sh -- cargo test --test concurrency -- --include-ignored --test-threads=1
 
 mod robust;
 
@@ -61,10 +61,9 @@ fn sign_verified(
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn threads_sign_on_both_tokens() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let per_thread = env_number("JPKI_CONCURRENCY_SIGNATURES", 50);
     let threads = 8;
@@ -128,12 +127,13 @@ fn threads_sign_on_both_tokens() {
 
 /// The child side of [`processes_sign_at_once`]: does nothing unless started by it.
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn child_signer() {
     let Ok(count) = std::env::var("JPKI_CONCURRENCY_CHILD") else {
         return;
     };
     let count: u64 = count.parse().unwrap();
-    assert!(enabled());
+    require_harness();
     let m = module();
     let (auth, sign_slot) = token_slots(&m);
     let mut relogins = 0;
@@ -158,10 +158,9 @@ fn child_signer() {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn processes_sign_at_once() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let processes = env_number("JPKI_CONCURRENCY_PROCESSES", 4);
     let per_process = env_number("JPKI_CONCURRENCY_PROCESS_SIGNATURES", 20);
@@ -170,7 +169,13 @@ fn processes_sign_at_once() {
     let children: Vec<_> = (0..processes)
         .map(|_| {
             std::process::Command::new(&exe)
-                .args(["--exact", "child_signer", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "child_signer",
+                    "--include-ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env("JPKI_CONCURRENCY_CHILD", per_process.to_string())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -341,10 +346,9 @@ const RACE_ANSWERS: &[CK_RV] = &[
 ];
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn finalize_while_threads_are_in_calls() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let truth = true_certificates(0);
     let mut total_signatures = 0;

@@ -6,8 +6,8 @@
 //! application's back (the card's VERIFY count moves only with our own C_Login calls), and
 //! the module works again afterwards.
 //!
-//! Run: tests/harness/with-card.sh -- cargo test --test environment -- --test-threads=1
-//!      tests/harness/with-card.sh --cards 2 -- cargo test --test environment -- --test-threads=1
+//! Run: tests/harness/with-card.sh -- cargo test --test environment -- --include-ignored --test-threads=1
+//!      tests/harness/with-card.sh --cards 2 -- cargo test --test environment -- --include-ignored --test-threads=1
 
 mod robust;
 
@@ -49,10 +49,9 @@ const GONE: &[CK_RV] = &[
 ];
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn pcscd_restarted_during_a_session() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let m = module();
     let (auth, _) = token_slots(&m);
@@ -85,10 +84,9 @@ fn pcscd_restarted_during_a_session() {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn card_removed_and_reinserted() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let m = module();
     let (auth, sign_slot) = token_slots(&m);
@@ -172,10 +170,9 @@ fn first_reader_with_card() -> String {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn card_reset_between_login_and_sign() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let m = module();
     let (auth, sign_slot) = token_slots(&m);
@@ -218,10 +215,9 @@ fn card_reset_between_login_and_sign() {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn two_readers_two_cards() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     if cards() < 2 {
         println!("skipped: needs tests/harness/with-card.sh --cards 2");

@@ -12,7 +12,7 @@
 //! - no PIN try was spent on the way (VERIFY count) unless the case sends one;
 //! - after `fault clear` (and `insert`), the *same* module logs in and signs again.
 //!
-//! Run: tests/harness/with-card.sh -- cargo test --test faults -- --test-threads=1
+//! Run: tests/harness/with-card.sh -- cargo test --test faults -- --include-ignored --test-threads=1
 //! (`JPKI_FAULT_ONLY=<text>` runs only the cases whose control line contains it;
 //! `JPKI_TEST_LOG=debug` shows the module's log).
 
@@ -232,10 +232,9 @@ fn run(m: &Module, op: Op, h: CK_SESSION_HANDLE, auth: CK_SLOT_ID) -> CK_RV {
 }
 
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn hostile_card_answers() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let truth = true_certificates(0);
     let mut failures = Vec::new();
@@ -317,10 +316,9 @@ fn hostile_card_answers() {
 /// stuck, and the same module works again once it answers (after a new login: the module
 /// re-selects the application after a timeout, which clears the card's PIN state).
 #[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn card_that_does_not_answer() {
-    if !enabled() {
-        return;
-    }
+    require_harness();
     fresh_start();
     let m = module();
     let (auth, _) = token_slots(&m);

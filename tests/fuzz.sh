@@ -2,12 +2,13 @@
 # Runs every fuzz target of fuzz/ for a bounded time (FUZZ_TOTAL_SECONDS, default 40, split
 # evenly), starting from the committed corpus (fuzz/corpus/<target>, never modified here).
 #
-# With cargo-fuzz installed, the targets run under libFuzzer with coverage feedback and
-# AddressSanitizer. cargo-fuzz needs nightly features; on stable they are unlocked with
-# RUSTC_BOOTSTRAP=1 (the only toolchain here is stable). Without cargo-fuzz, or if that build
-# fails, the same target bodies run on stable as bounded tests (fuzz/tests/bounded.rs:
-# corpus, then corpus mutations and random inputs; no coverage feedback) — and the script says
-# so.
+# The targets run under libFuzzer with coverage feedback and AddressSanitizer, through
+# cargo-fuzz, which this script installs itself (pinned: CARGO_FUZZ_VERSION, into
+# target/tools/, once; nothing is taken from an earlier run's ~/.cargo/bin). cargo-fuzz needs
+# nightly features; on stable they are unlocked with RUSTC_BOOTSTRAP=1 (the only toolchain here
+# is stable). If cargo-fuzz cannot be installed or its build fails, the same target bodies run on
+# stable as bounded tests (fuzz/tests/bounded.rs: corpus, then corpus mutations and random
+# inputs; no coverage feedback) — and the script says so.
 #
 #   tests/fuzz.sh                       # CI budget
 #   FUZZ_TOTAL_SECONDS=1200 tests/fuzz.sh   # a longer run (prints executions and coverage)
@@ -25,7 +26,22 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 fail=0
 
+# The pinned cargo-fuzz, in the project's own tool directory.
+cargo_fuzz_version=0.12.0
+tools=$root/target/tools
+export PATH=$tools/bin:$PATH:${CARGO_HOME:-$HOME/.cargo}/bin
 engine=${FUZZ_ENGINE:-auto}
+if [ "$engine" = auto ] &&
+    [ "$("$tools/bin/cargo-fuzz" --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+    t0=$SECONDS
+    if cargo install --locked --quiet --version "$cargo_fuzz_version" --root "$tools" cargo-fuzz \
+        >"$scratch/install.log" 2>&1; then
+        echo "# installed cargo-fuzz $cargo_fuzz_version into target/tools in $((SECONDS - t0)) s"
+    else
+        echo "# cargo install cargo-fuzz $cargo_fuzz_version failed:"
+        tail -n 20 "$scratch/install.log" | sed 's/^/#   /'
+    fi
+fi
 if [ "$engine" = auto ]; then
     if cargo fuzz --version >/dev/null 2>&1 &&
         (cd "$root" && RUSTC_BOOTSTRAP=1 cargo fuzz build -O >"$scratch/build.log" 2>&1); then
@@ -36,7 +52,7 @@ if [ "$engine" = auto ]; then
             echo "# cargo fuzz build failed (see below); falling back to the stable runner"
             tail -n 20 "$scratch/build.log" | sed 's/^/#   /'
         else
-            echo "# cargo-fuzz not installed (cargo install cargo-fuzz); using the stable runner"
+            echo "# cargo-fuzz could not be installed; using the stable runner"
         fi
     fi
 fi

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The Debian package, for real: builds it with `cargo deb`, installs it with dpkg on this machine,
-# checks that every file is where programs look for it, runs client suites against the INSTALLED
-# module (each in its own harness), and removes the package again.
+# The Debian packages, for real: builds them with cargo-deb, checks them with lintian (any E: or
+# W: line fails; I:/P: tags and overrides are listed), installs them with dpkg on this machine,
+# checks that every file is where programs look for it, uses the INSTALLED files (jpki status
+# against the virtual card, man jpki, the module through p11-kit and p11-kit-proxy, client
+# suites), and removes the packages again.
 #
 #   bash tests/package.sh        (root; run by tests/run-all.sh outside the harness)
 #
-# Installs cargo-deb from crates.io when it is missing (`cargo install cargo-deb --locked`) and
-# prints how long that took. Refuses to run when jpki-pkcs11 is already installed: it would remove
-# a package it did not install.
+# Two packages (Cargo.toml's [package.metadata.deb]):
+#   jpki-pkcs11  the module, its p11-kit file, header, jpki-pkcs11(7); Multi-Arch: same
+#   jpki         the jpki command and jpki(1); depends on jpki-pkcs11 (a Multi-Arch: same
+#                package cannot hold /usr/bin/jpki)
+#
+# Needs nothing from an earlier run: cargo-deb is installed here, pinned, into target/tools/.
+# Refuses to run when either package is already installed: it would remove a package it did not
+# install.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-export PATH=$PATH:/usr/sbin:$HOME/.cargo/bin
+export PATH=$PATH:/usr/sbin:${CARGO_HOME:-$HOME/.cargo}/bin
 [ "$(id -u)" = 0 ] || { echo "package.sh: needs root (dpkg -i)" >&2; exit 2; }
 
 failures=0
@@ -19,46 +26,116 @@ ok() { echo "ok - $*"; }
 not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
 
-if dpkg-query -W -f='${Status}' jpki-pkcs11 2>/dev/null | grep -q 'install ok installed'; then
-    echo "package.sh: jpki-pkcs11 is already installed; remove it first (dpkg -r jpki-pkcs11)" >&2
-    exit 1
-fi
+installed_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for p in jpki jpki-pkcs11; do
+    if installed_pkg "$p"; then
+        echo "package.sh: $p is already installed; remove it first (dpkg -r jpki jpki-pkcs11)" >&2
+        exit 1
+    fi
+done
 
-if ! cargo deb --version >/dev/null 2>&1; then
+# --- tools: the pinned cargo-deb ------------------------------------------------------------------
+cargo_deb_version=3.8.0
+tools=$root/target/tools
+export PATH=$tools/bin:$PATH
+if [ "$("$tools/bin/cargo-deb" --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
     t0=$SECONDS
-    cargo install cargo-deb --locked --quiet
-    echo "# cargo install cargo-deb took $((SECONDS - t0)) s"
+    cargo install --locked --quiet --version "$cargo_deb_version" --root "$tools" cargo-deb
+    echo "# installed cargo-deb $cargo_deb_version into target/tools in $((SECONDS - t0)) s"
 fi
-echo "# $(cargo deb --version)"
+echo "# $("$tools/bin/cargo-deb" --version)"
 
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 installed=/usr/lib/$multiarch/pkcs11/libjpki_pkcs11.so
+proxy=/usr/lib/$multiarch/p11-kit-proxy.so
 out=$(mktemp -d "${TMPDIR:-/tmp}/jpki-deb.XXXXXX")
 cleanup() {
     local rc=$?
-    if dpkg-query -W -f='${Status}' jpki-pkcs11 2>/dev/null | grep -q 'install ok installed'; then
-        dpkg -r jpki-pkcs11 >/dev/null 2>&1 || true
-    fi
+    installed_pkg jpki && { dpkg -r jpki >/dev/null 2>&1 || true; }
+    installed_pkg jpki-pkcs11 && { dpkg -r jpki-pkcs11 >/dev/null 2>&1 || true; }
     rm -rf "$out"
     exit $rc
 }
 trap cleanup EXIT INT TERM
 
-# --- build ---------------------------------------------------------------------------------
-cargo build --release --lib --locked --quiet
-# The README's command: the .deb goes to target/debian/, cargo-deb prints its path last.
-cargo deb -p jpki-pkcs11 --no-build --multiarch=same >"$out/cargo-deb.log" 2>&1 \
-    || { cat "$out/cargo-deb.log" >&2; exit 1; }
-deb=$(tail -n 1 "$out/cargo-deb.log")
+# --- build ---------------------------------------------------------------------------------------
+# The README's commands: the .debs go to target/debian/, cargo-deb prints each path last.
+build_module_package() {
+    cargo build --release --lib --locked --quiet
+    cargo deb -p jpki-pkcs11 --no-build --multiarch=same >"$out/cargo-deb.log" 2>&1 \
+        || { cat "$out/cargo-deb.log" >&2; exit 1; }
+    tail -n 1 "$out/cargo-deb.log"
+}
+# THE ONE PLACE that builds the jpki command and its package. When the command moves to the
+# workspace member cli/ (package jpki-cli), this becomes
+#   cargo build --release --locked -p jpki-cli --bin jpki
+#   cargo deb -p jpki-cli --no-build --multiarch=foreign
+# (with that member's own [package.metadata.deb], name = "jpki") and the description rewrite
+# below goes away.
+build_cli_package() {
+    cargo build --release --locked --quiet --bin jpki
+    cargo deb -p jpki-pkcs11 --no-build --variant cli --multiarch=foreign >"$out/cargo-deb-cli.log" 2>&1 \
+        || { cat "$out/cargo-deb-cli.log" >&2; exit 1; }
+    local deb
+    deb=$(tail -n 1 "$out/cargo-deb-cli.log")
+    # A cargo-deb variant cannot set its own synopsis (it is the crate's description): rewrite
+    # it, so `apt show jpki` describes the command, not the module.
+    rm -rf "$out/cli-root"
+    dpkg-deb -R "$deb" "$out/cli-root"
+    sed -i 's/^Description: .*/Description: command-line tool for the Japanese My Number Card (JPKI)/' \
+        "$out/cli-root/DEBIAN/control"
+    dpkg-deb --root-owner-group -Zxz -b "$out/cli-root" "$deb" >/dev/null
+    echo "$deb"
+}
+deb=$(build_module_package)
+cli_deb=$(build_cli_package)
 check "cargo deb built $(basename "$deb")" test -s "$deb"
-check "package is Multi-Arch: same" test "$(dpkg-deb -f "$deb" Multi-Arch)" = same
-check "package depends on libpcsclite1 (from the module's ELF, \$auto)" \
+check "cargo deb built $(basename "$cli_deb")" test -s "$cli_deb"
+check "jpki-pkcs11 is Multi-Arch: same" test "$(dpkg-deb -f "$deb" Multi-Arch)" = same
+check "jpki-pkcs11 depends on libpcsclite1 (from the module's ELF, \$auto)" \
     bash -c "dpkg-deb -f '$deb' Depends | grep -q 'libpcsclite1'"
-check "package recommends pcscd" test "$(dpkg-deb -f "$deb" Recommends)" = pcscd
+check "jpki-pkcs11 recommends pcscd" test "$(dpkg-deb -f "$deb" Recommends)" = pcscd
+check "jpki depends on jpki-pkcs11" bash -c "dpkg-deb -f '$cli_deb' Depends | grep -qw 'jpki-pkcs11'"
+check "jpki's synopsis is the command's" \
+    bash -c "dpkg-deb -f '$cli_deb' Description | head -n 1 | grep -q '^command-line tool'"
+for d in "$deb" "$cli_deb"; do
+    p=$(dpkg-deb -f "$d" Package)
+    check "$p: Maintainer has an address" bash -c "dpkg-deb -f '$d' Maintainer | grep -Eq '<[^@> ]+@[^@> ]+>'"
+    dpkg-deb -x "$d" "$out/x-$p"
+    check "$p: changelog.Debian.gz is a Debian changelog" \
+        bash -c "zcat '$out/x-$p/usr/share/doc/$p/changelog.Debian.gz' | head -n 1 | grep -Eq '^jpki-pkcs11 \(0\.1\.0-1\) [a-z]+; urgency='"
+    check "$p: copyright is machine-readable (DEP-5)" \
+        bash -c "head -n 1 '$out/x-$p/usr/share/doc/$p/copyright' | grep -q '^Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/'"
+done
 
-# --- install ---------------------------------------------------------------------------------
-dpkg -i "$deb" >"$out/dpkg-i.log" 2>&1 || { cat "$out/dpkg-i.log" >&2; not_ok "dpkg -i"; exit 1; }
-ok "dpkg -i installs the package"
+# --- lintian: no error, no warning ---------------------------------------------------------------
+# --pedantic -I: every tag down to pedantic is shown; overrides (O:) are shown with their reason
+# in packaging/debian/lintian-overrides.
+lintian --pedantic -I --show-overrides "$deb" "$cli_deb" >"$out/lintian.log" 2>&1 || true
+sed 's/^/#   lintian: /' "$out/lintian.log"
+if grep -Eq '^[EW]: ' "$out/lintian.log"; then
+    not_ok "lintian: no E: and no W: tag"
+elif ! lintian --version >/dev/null 2>&1; then
+    not_ok "lintian runs"
+else
+    ok "lintian: no E: and no W: tag ($(grep -c '^[IPO]: ' "$out/lintian.log" || true) I:/P:/O: lines above)"
+fi
+
+# --- every JPKI_* variable the module reads is documented -----------------------------------------
+# Test-only variables (JPKI_TEST_*, read by tests, never by src/) are excluded by name pattern.
+mapfile -t vars < <(grep -rhoE '"JPKI_[A-Z0-9_]+"' src | tr -d '"' | sort -u)
+documented=0
+for v in "${vars[@]}"; do
+    case $v in JPKI_TEST_*) echo "# $v: test-only, not documented for users"; continue ;; esac
+    documented=$((documented + 1))
+    check "$v is named in packaging/man/jpki-pkcs11.7 and README.md" \
+        bash -c "grep -qw '$v' packaging/man/jpki-pkcs11.7 && grep -qw '$v' README.md"
+done
+check "src/ reads at least one JPKI_* variable (the check above is not empty)" test "$documented" -gt 0
+
+# --- install -------------------------------------------------------------------------------------
+dpkg -i "$deb" "$cli_deb" >"$out/dpkg-i.log" 2>&1 || { cat "$out/dpkg-i.log" >&2; not_ok "dpkg -i"; exit 1; }
+ok "dpkg -i installs jpki-pkcs11 and jpki"
 check "module at $installed" test -f "$installed"
 check "installed module exports C_GetFunctionList and C_GetInterface" \
     bash -c "nm -D --defined-only '$installed' | grep -q ' T C_GetInterface\$' && nm -D --defined-only '$installed' | grep -q ' T C_GetFunctionList\$'"
@@ -67,17 +144,34 @@ check "p11-kit module file at /usr/share/p11-kit/modules/jpki-pkcs11.module" \
 check "header at /usr/include/jpki-pkcs11.h" grep -q 'JPKI_PKCS11_AUTH_SLOT' /usr/include/jpki-pkcs11.h
 check "docs in /usr/share/doc/jpki-pkcs11" \
     bash -c "test -s /usr/share/doc/jpki-pkcs11/README.md && test -s /usr/share/doc/jpki-pkcs11/copyright"
-check "dpkg -L lists exactly the packaged files" \
-    bash -c "test \$(dpkg -L jpki-pkcs11 | xargs -I{} sh -c 'test -f \"{}\" && echo {}' | wc -l) -eq 5"
+check "/usr/bin/jpki is executable" test -x /usr/bin/jpki
+files() { dpkg -L "$1" | while read -r f; do [ -f "$f" ] && echo "$f"; done | wc -l; }
+# module, p11-kit file, header, README, man page, copyright, changelog, lintian overrides
+check "dpkg -L jpki-pkcs11 lists exactly its 8 files" test "$(files jpki-pkcs11)" -eq 8
+# jpki, man page, copyright, changelog, lintian overrides
+check "dpkg -L jpki lists exactly its 5 files" test "$(files jpki)" -eq 5
+check "man jpki shows jpki(1)" bash -c "MANPAGER=cat MANWIDTH=80 man jpki 2>/dev/null | grep -q 'jpki status'"
+check "man 7 jpki-pkcs11 shows the module's page" \
+    bash -c "MANPAGER=cat MANWIDTH=80 man 7 jpki-pkcs11 2>/dev/null | grep -q 'JPKI_PKCS11_SIGN_CERT_LOOKUP'"
 # The header compiles against p11-kit's PKCS#11 header, as its comment says.
 if [ -e /usr/include/p11-kit-1/p11-kit/pkcs11.h ]; then
     printf '#include <p11-kit/pkcs11.h>\n#include <jpki-pkcs11.h>\nint main(void){CK_FUNCTION_LIST *f; return C_GetFunctionList(&f) == CKR_OK ? 0 : 1;}\n' > "$out/h.c"
     check "the installed header compiles and links against the installed module" \
         gcc -o "$out/h" "$out/h.c" -I/usr/include/p11-kit-1 "$installed"
+else
+    not_ok "p11-kit's pkcs11.h (libp11-kit-dev) to compile the installed header against"
 fi
 
-# --- use the installed module --------------------------------------------------------------------
+# --- use the installed files against the virtual card ----------------------------------------------
 harness=tests/harness/with-card.sh
+if "$harness" -- /usr/bin/jpki status >"$out/status.txt" 2>&1 &&
+    grep -q 'My Number Card: yes' "$out/status.txt" &&
+    grep -q 'Tries left: authentication PIN 3/3' "$out/status.txt"; then
+    ok "jpki status (installed /usr/bin/jpki) finds the card and its PIN tries"
+else
+    not_ok "jpki status (installed /usr/bin/jpki) finds the card and its PIN tries"
+    sed 's/^/    | /' "$out/status.txt"
+fi
 p11kit_check() { # inside the harness: p11-kit loads the module through the packaged .module file
     # (its "module: libjpki_pkcs11.so" resolves in p11-kit's module directory, which is where
     # the package put it: nothing else on the machine has that file name in that directory)
@@ -85,16 +179,24 @@ p11kit_check() { # inside the harness: p11-kit loads the module through the pack
         | awk '/^[^ ]/ { m = ($0 == "jpki-pkcs11: libjpki_pkcs11.so") } m' > "$out/p11kit.txt"
     grep -q "token: JPKI Auth" "$out/p11kit.txt" && grep -q "token: JPKI Sign" "$out/p11kit.txt"
 }
-export -f p11kit_check
-export out installed
-if command -v p11-kit >/dev/null; then
-    check "p11-kit list-modules loads jpki-pkcs11 from its module directory and shows both tokens" \
-        "$harness" -- bash -c p11kit_check
+proxy_check() { # inside the harness: a program that loads only p11-kit-proxy.so sees the tokens
+    pkcs11-tool --module "$proxy" -L > "$out/proxy.txt" 2>&1
+    grep -q "JPKI Auth" "$out/proxy.txt" && grep -q "JPKI Sign" "$out/proxy.txt"
+}
+export -f p11kit_check proxy_check
+export out installed proxy
+check "p11-kit list-modules loads jpki-pkcs11 from its module directory and shows both tokens" \
+    "$harness" -- bash -c p11kit_check
+if "$harness" -- bash -c proxy_check; then
+    ok "pkcs11-tool --module $proxy -L shows both tokens"
+else
+    not_ok "pkcs11-tool --module $proxy -L shows both tokens"
+    sed 's/^/    | /' "$out/proxy.txt"
 fi
 for suite in nss ssh; do
     s=tests/integration/$suite.sh
     if [ ! -e "$s" ]; then
-        echo "# $s not in this tree: skipped"
+        not_ok "$s exists"
         continue
     fi
     if JPKI_MODULE=$installed "$harness" -- bash "$s" >"$out/$suite.log" 2>&1; then
@@ -105,9 +207,10 @@ for suite in nss ssh; do
     fi
 done
 
-# --- remove ----------------------------------------------------------------------------------
-dpkg -r jpki-pkcs11 >"$out/dpkg-r.log" 2>&1 && ok "dpkg -r removes the package" || not_ok "dpkg -r"
-check "module and p11-kit file are gone" \
-    bash -c "test ! -e '$installed' && test ! -e /usr/share/p11-kit/modules/jpki-pkcs11.module"
+# --- remove --------------------------------------------------------------------------------------
+if dpkg -r jpki jpki-pkcs11 >"$out/dpkg-r.log" 2>&1; then ok "dpkg -r removes both packages"; else not_ok "dpkg -r"; fi
+check "module, p11-kit file, jpki and the man pages are gone" \
+    bash -c "test ! -e '$installed' && test ! -e /usr/share/p11-kit/modules/jpki-pkcs11.module && test ! -e /usr/bin/jpki && test ! -e /usr/share/man/man1/jpki.1.gz && test ! -e /usr/share/man/man7/jpki-pkcs11.7.gz"
 
-[ "$failures" -eq 0 ] || { echo "package.sh: $failures check(s) failed" >&2; exit 1; }
+echo "package.sh: $failures check(s) failed"
+[ "$failures" -eq 0 ]

@@ -5,10 +5,12 @@
 #
 # 1. installs (as root) or names (as a user) the Debian/Python packages it needs;
 # 2. builds the workspace, checks formatting and clippy;
-# 3. runs the unit tests (in-process transport + virtual card library);
+# 3. runs the unit tests (in-process transport + virtual card library): a plain `cargo test`,
+#    which lists the pcscd-backed tests as ignored;
 # 4. for each virtual-card profile (conservative, extended): runs every Rust integration test
-#    (tests/*.rs) and every integration suite (tests/integration/*.sh) through the real PC/SC
-#    stack, each in a fresh harness (private pcscd + vpcd + virtual card);
+#    (tests/*.rs) with --include-ignored, so the pcscd-backed tests run, and every integration
+#    suite (tests/integration/*.sh) through the real PC/SC stack, each in a fresh harness
+#    (private pcscd + vpcd + virtual card);
 # 5. runs the extra suites that exist (packaging, fuzzing, APDU-count benchmark).
 # It goes on after a failure and ends with one line "suite: N passed, M failed".
 set -uo pipefail
@@ -46,7 +48,9 @@ step() { # step NAME CMD...: runs CMD, tallies it, shows its output only on fail
 
 echo "== dependencies"
 bash tests/deps/install.sh || { echo "suite: 0 passed, 1 failed"; exit 1; }
-export PATH=$PATH:/usr/sbin:$HOME/.cargo/bin
+# cargo's own bin directory (rustup's proxies live there); the cargo tools a step needs
+# (cargo-deb, cargo-fuzz) are installed by that step, pinned, under target/tools/.
+export PATH=$PATH:/usr/sbin:${CARGO_HOME:-$HOME/.cargo}/bin
 
 echo "== build"
 step "cargo build (workspace, all targets)" cargo build --workspace --all-targets --locked
@@ -67,7 +71,7 @@ for profile in conservative extended; do
     for t in tests/*.rs; do
         name=$(basename "$t" .rs)
         step "[$profile] cargo test --test $name" \
-            "$harness" --profile "$profile" -- cargo test -q --locked --test "$name" -- --test-threads=1
+            "$harness" --profile "$profile" -- cargo test -q --locked --test "$name" -- --include-ignored --test-threads=1
     done
     for s in tests/integration/*.sh; do
         [ -e "$s" ] || continue
@@ -77,7 +81,7 @@ done
 
 echo "== two readers, two cards"
 step "[2 cards] cargo test --test environment" \
-    "$harness" --cards 2 -- cargo test -q --locked --test environment -- --test-threads=1
+    "$harness" --cards 2 -- cargo test -q --locked --test environment -- --include-ignored --test-threads=1
 
 echo "== other suites"
 [ -x tests/package.sh ] && step "Debian package: build, install, use" bash tests/package.sh

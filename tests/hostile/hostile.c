@@ -14,8 +14,8 @@
  * the card is also removed and re-inserted. The card's default PINs (1234, ABC123) are used;
  * two wrong authentication PINs are tried (then the right one restores the counter).
  *
- * Build: cc -std=c99 -Wall -Wextra -I <dir holding pkcs11.h> hostile.c -ldl
- * (tests/integration/hostile.sh uses the public-domain header vendored by cryptoki-sys).
+ * Build: cc -std=c99 -Wall -Wextra -I tests/hostile/include hostile.c -ldl
+ * (the committed public-domain PKCS#11 3.2 header; tests/hostile/README.md says where it is from).
  */
 #define _DEFAULT_SOURCE
 #include <dlfcn.h>

@@ -35,20 +35,21 @@ impl log::Log for StderrLog {
     fn flush(&self) {}
 }
 
-/// Whether the harness is around; prints why a test does nothing otherwise. With
-/// `JPKI_TEST_LOG=debug` (or another level) the module's log goes to stderr.
-pub fn enabled() -> bool {
+/// Asserts that the harness is around: the tests using this are `#[ignore]`d (a plain
+/// `cargo test` lists them as ignored), and run with `--include-ignored` outside the harness they
+/// fail rather than pass without testing anything. With `JPKI_TEST_LOG=debug` (or another level)
+/// the module's log goes to stderr.
+pub fn require_harness() {
     if let Ok(level) = std::env::var("JPKI_TEST_LOG") {
         static LOGGER: StderrLog = StderrLog;
         if log::set_logger(&LOGGER).is_ok() {
             log::set_max_level(level.parse().unwrap_or(log::LevelFilter::Debug));
         }
     }
-    if std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1") {
-        return true;
-    }
-    println!("skipped: run inside tests/harness/with-card.sh (JPKI_PCSC_TEST=1)");
-    false
+    assert!(
+        std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1"),
+        "needs pcscd: run through tests/harness/with-card.sh (it sets JPKI_PCSC_TEST=1)"
+    );
 }
 
 fn env(name: &str) -> String {
