@@ -13,6 +13,7 @@ use std::time::Duration;
 use cryptoki_sys::*;
 use parking_lot::{Mutex, RwLock};
 
+use super::config;
 use super::error::{Error, Result};
 use super::mechanism::{self, Hasher, MechanismParam, SignScheme, PSS_MECHANISMS};
 use super::object::{Object, ObjectHandle};
@@ -62,8 +63,11 @@ struct SlotTable {
 
 impl SlotTable {
     fn push_event(&mut self, n: usize) {
-        for k in 0..2 {
+        for (k, kind) in KINDS.iter().enumerate() {
             let id = slot_id(n, k);
+            if !config::shows(*kind) {
+                continue;
+            }
             if !self.events.contains(&id) {
                 self.events.push_back(id);
             }
@@ -77,7 +81,12 @@ fn slot_id(n: usize, kind_idx: usize) -> CK_SLOT_ID {
 
 fn split_slot(slot: CK_SLOT_ID) -> Result<(usize, KeyKind)> {
     let n = usize::try_from(slot / 2).map_err(|_| Error::SlotIdInvalid)?;
-    Ok((n, KINDS[(slot % 2) as usize]))
+    let kind = KINDS[(slot % 2) as usize];
+    // A token hidden by the configuration has no slot at all.
+    if !config::shows(kind) {
+        return Err(Error::SlotIdInvalid);
+    }
+    Ok((n, kind))
 }
 
 /// The module, between `C_Initialize` and `C_Finalize`.
@@ -249,8 +258,11 @@ impl Module {
             if !r.attached || (token_present && r.card.is_none()) {
                 continue;
             }
-            out.push(slot_id(n, 0));
-            out.push(slot_id(n, 1));
+            for (k, kind) in KINDS.iter().enumerate() {
+                if config::shows(*kind) {
+                    out.push(slot_id(n, k));
+                }
+            }
         }
         out
     }
@@ -583,6 +595,18 @@ impl Module {
     pub fn object(&self, h: SessionHandle, o: ObjectHandle) -> Result<Arc<Object>> {
         let s = self.live_session(h)?;
         s.card.object(s.kind, o)
+    }
+
+    /// A visible object as a reader of attributes `types` sees it (`C_GetAttributeValue`).
+    pub fn object_for_read(
+        &self,
+        h: SessionHandle,
+        o: ObjectHandle,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Arc<Object>> {
+        let s = self.live_session(h)?;
+        let obj = s.card.object(s.kind, o)?;
+        Ok(super::live_attributes::for_read(&s.card, obj, types))
     }
 
     // ----- sign and verify -------------------------------------------------------------------

@@ -44,11 +44,10 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
     guard(|| {
         super::logger::init();
         let mut threads_allowed = true;
+        let mut params = None;
         if !init_args.is_null() {
             let args = unsafe { ptr::input(init_args as *const CK_C_INITIALIZE_ARGS) }?;
-            if !ptr::is_null(args.pReserved) {
-                return Err(Error::ArgumentsBad);
-            }
+            params = super::params::read(args.pReserved)?;
             let set = [
                 args.CreateMutex.is_some(),
                 args.DestroyMutex.is_some(),
@@ -75,6 +74,7 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
                 PcscReaders::without_threads()
             })
         })?;
+        crate::core::config::load(params.as_deref());
         log::debug!("initialized");
         Ok(())
     })
@@ -434,7 +434,8 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     guard(|| {
         let m = m()?;
         let attrs = unsafe { ptr::template_mut(template, count) }?;
-        let o = m.object(session, object)?;
+        let types: Vec<CK_ATTRIBUTE_TYPE> = attrs.iter().map(|a| a.type_).collect();
+        let o = m.object_for_read(session, object, &types)?;
         // Fill what we can; report the last problem found, in this precedence.
         let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
         for a in attrs.iter_mut() {
