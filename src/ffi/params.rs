@@ -9,8 +9,8 @@
 
 use std::ffi::c_void;
 
-use crate::core::config::file::MAX_PARAMS;
-use crate::core::{Error, Result};
+use crate::pkcs11::config::file::MAX_PARAMS;
+use crate::pkcs11::{Error, Result};
 
 const PAGE: usize = 4096;
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use cryptoki_sys::*;
 
-use super::object::{self, Object};
-use super::token::Card;
+use crate::pkcs11::object::{self, Object};
+use crate::pkcs11::token::Card;
 
 /// `obj` as a reader of `types` must see it on `card`.
 pub fn for_read(card: &Card, obj: Arc<Object>, types: &[CK_ATTRIBUTE_TYPE]) -> Arc<Object> {
