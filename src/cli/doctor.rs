@@ -4,6 +4,7 @@
 //! (and no PIN is blocked); the module registered with p11-kit (`p11-kit list-modules`), in the
 //! shared NSS database of Chromium and NSS tools (`~/.pki/nssdb`, `modutil -list`) and in each
 //! Firefox profile (`~/.mozilla/firefox/*/pkcs11.txt`), directly or through p11-kit-proxy.
+//! Then, for each known program, which tokens it sees (README "Which tokens a program sees").
 //! No PIN is asked and no try is spent. A "problem" stops the card from working (exit 8); a
 //! "warning" only concerns one client.
 
@@ -323,6 +324,7 @@ pub fn run(args: &Args, module: Option<&Path>) -> Result<(), Failure> {
         );
     }
     registration_checks(&mut findings, &module);
+    token_visibility(&mut findings);
     let problems = findings
         .iter()
         .filter(|f| f.level == Level::Problem)
@@ -370,5 +372,44 @@ pub fn run(args: &Args, module: Option<&Path>) -> Result<(), Failure> {
         ))
     } else {
         Ok(())
+    }
+}
+
+/// Programs whose view `jpki doctor` shows (executable file names, as the module sees them).
+const KNOWN_PROGRAMS: [&str; 10] = [
+    "pdfsig",
+    "okular",
+    "soffice.bin",
+    "firefox-esr",
+    "chromium",
+    "ssh",
+    "ssh-agent",
+    "java",
+    "gnupg-pkcs11-scd",
+    "pkcs11-tool",
+];
+
+/// Which tokens each known program sees, from this environment and the configuration files
+/// (a registration's module parameters are not known here), and every configuration warning.
+fn token_visibility(findings: &mut Vec<Finding>) {
+    use jpki_pkcs11::pkcs11::config::Sources;
+    let sources = Sources::collect(None);
+    for w in &sources.warnings {
+        findings.push(
+            finding("config", Level::Warning, w.clone())
+                .fix("see README, \"Which tokens a program sees\""),
+        );
+    }
+    for program in KNOWN_PROGRAMS {
+        let c = sources.resolve(program);
+        findings.push(finding(
+            "tokens",
+            Level::Ok,
+            format!(
+                "{program} sees token(s): {} ({})",
+                c.tokens.name(),
+                c.tokens_origin
+            ),
+        ));
     }
 }

@@ -68,5 +68,25 @@ unshare -m --propagation private bash -c \
 check "p11-kit x-init-reserved: tokens=auth shows only the authentication token" \
     bash -c 'grep -q "jpki-auth" p11kit.txt && grep -q "token: JPKI Auth" p11kit.txt && ! grep -q "JPKI Sign" p11kit.txt'
 
+# jpki doctor shows what each known program sees (binary: $JPKI_CLI, else the newer build).
+cli=${JPKI_CLI:-}
+if [ -z "$cli" ]; then
+    for c in "$JPKI_ROOT/target/release/jpki" "$JPKI_ROOT/target/debug/jpki"; do
+        if [ -x "$c" ] && { [ -z "$cli" ] || [ "$c" -nt "$cli" ]; }; then cli=$c; fi
+    done
+fi
+if [ -n "$cli" ]; then
+    printf '[ssh]\ntokens = auth\n' >"$XDG_CONFIG_HOME/jpki-pkcs11/config"
+    "$cli" doctor >doctor.txt 2>&1
+    check "jpki doctor: pdfsig sees the signature token (built-in default)" \
+        grep -q "pdfsig sees token(s): sign (built-in default for this program)" doctor.txt
+    check "jpki doctor: ssh sees the authentication token (from the user's file)" \
+        grep -q "ssh sees token(s): auth ($XDG_CONFIG_HOME/jpki-pkcs11/config)" doctor.txt
+    check "jpki doctor: firefox-esr sees all tokens" grep -q "firefox-esr sees token(s): all (default)" doctor.txt
+    rm "$XDG_CONFIG_HOME/jpki-pkcs11/config"
+else
+    not_ok "jpki binary not built (cargo build)"
+fi
+
 check_no_pin_harm 3 5
 check_done
