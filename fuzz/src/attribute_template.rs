@@ -18,7 +18,7 @@ use std::ptr::null_mut;
 use std::sync::OnceLock;
 
 use cryptoki_sys::*;
-use jpki_pkcs11::core::module;
+use jpki_pkcs11::pkcs11::module;
 use jpki_virtual_card::Profile;
 
 use crate::{readers_with, virtual_card};
