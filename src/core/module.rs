@@ -17,6 +17,7 @@ use super::error::{Error, Result};
 use super::mechanism::{self, Hasher, MechanismParam, SignScheme, PSS_MECHANISMS};
 use super::object::{Object, ObjectHandle};
 use super::session::{KeyOperation, Operations, Session, SessionHandle};
+use super::session_objects::{Caller, SessionObjects, Template};
 use super::token::{Card, LoginKind, TokenInfo, KINDS};
 use crate::card::{JpkiCard, KeyKind};
 use crate::transport::{ReaderState, Readers, TransportError};
@@ -87,6 +88,17 @@ pub struct Module {
     finalized: AtomicBool,
     slots: Mutex<SlotTable>,
     sessions: Mutex<HashMap<SessionHandle, Arc<Session>>>,
+    /// Objects clients created (`CKA_TOKEN` FALSE). Locked after `sessions`, never while a
+    /// card is locked.
+    objects: Mutex<SessionObjects>,
+}
+
+/// The operation kinds that end on an error of their calls (`Module::end_operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Sign,
+    Verify,
+    Digest,
 }
 
 impl Module {
@@ -98,6 +110,7 @@ impl Module {
             finalized: AtomicBool::new(false),
             slots: Mutex::new(SlotTable::default()),
             sessions: Mutex::new(HashMap::new()),
+            objects: Mutex::new(SessionObjects::default()),
         }
     }
 
@@ -111,6 +124,7 @@ impl Module {
             }
         }
         self.sessions.lock().clear();
+        self.objects.lock().clear();
     }
 
     fn is_finalized(&self) -> bool {
@@ -414,6 +428,8 @@ impl Module {
         let s = sessions.get(&h).ok_or(Error::SessionHandleInvalid)?.clone();
         if s.card.is_removed() {
             sessions.remove(&h);
+            drop(sessions);
+            self.objects.lock().session_closed(h);
             return Err(Error::SessionHandleInvalid);
         }
         Ok(s)
@@ -447,6 +463,7 @@ impl Module {
             .lock()
             .remove(&h)
             .ok_or(Error::SessionHandleInvalid)?;
+        self.objects.lock().session_closed(h);
         if s.card.is_removed() {
             // Already gone with its card, as every other call on it says.
             return Err(Error::SessionHandleInvalid);
@@ -465,7 +482,13 @@ impl Module {
                 .filter(|(_, s)| s.slot_id == slot)
                 .map(|(h, _)| *h)
                 .collect();
-            handles.iter().filter_map(|h| sessions.remove(h)).collect()
+            let closed = handles.iter().filter_map(|h| sessions.remove(h)).collect();
+            drop(sessions);
+            let mut objects = self.objects.lock();
+            for h in &handles {
+                objects.session_closed(*h);
+            }
+            closed
         };
         // Sessions of an earlier card in this slot may be among them: each card once.
         let mut cards: Vec<&Arc<Session>> = Vec::new();
@@ -506,7 +529,11 @@ impl Module {
     /// `C_Logout`.
     pub fn logout(&self, h: SessionHandle) -> Result<()> {
         let s = self.session(h)?;
-        s.card.logout(s.kind, false)
+        let result = s.card.logout(s.kind, false);
+        // Private session objects end with the login (also the sibling token's, which the
+        // card logged out too).
+        self.objects.lock().logged_out(&s.card);
+        result
     }
 
     /// `C_SetPIN`: needs a read/write session.
@@ -544,6 +571,90 @@ impl Module {
         Err(Error::TokenWriteProtected)
     }
 
+    // ----- session objects -------------------------------------------------------------------
+
+    fn caller<'a>(s: &'a Session, h: SessionHandle) -> Caller<'a> {
+        Caller {
+            session: h,
+            card: &s.card,
+            kind: s.kind,
+            logged_in: s.card.is_logged_in(s.kind),
+        }
+    }
+
+    /// Whether `o` is one of the card's objects this session sees (those are write-protected).
+    fn is_card_object(s: &Session, o: ObjectHandle) -> bool {
+        matches!(s.card.object_with_visibility(s.kind, o), Ok(Some(_)))
+    }
+
+    /// `C_CreateObject`: session objects only; token objects are write-protected.
+    pub fn create_object(&self, h: SessionHandle, template: &Template) -> Result<ObjectHandle> {
+        let s = self.live_session(h)?;
+        let who = Self::caller(&s, h);
+        self.objects.lock().create(&who, template)
+    }
+
+    /// `C_CopyObject`.
+    pub fn copy_object(
+        &self,
+        h: SessionHandle,
+        o: ObjectHandle,
+        template: &Template,
+    ) -> Result<ObjectHandle> {
+        let s = self.live_session(h)?;
+        if Self::is_card_object(&s, o) {
+            return Err(Error::TokenWriteProtected);
+        }
+        let who = Self::caller(&s, h);
+        let copied = self.objects.lock().copy(&who, o, template);
+        copied.unwrap_or(Err(Error::ObjectHandleInvalid))
+    }
+
+    /// `C_SetAttributeValue`.
+    pub fn set_attributes(
+        &self,
+        h: SessionHandle,
+        o: ObjectHandle,
+        template: &Template,
+    ) -> Result<()> {
+        let s = self.live_session(h)?;
+        if Self::is_card_object(&s, o) {
+            return Err(Error::TokenWriteProtected);
+        }
+        let who = Self::caller(&s, h);
+        let set = self.objects.lock().set(&who, o, template);
+        set.unwrap_or(Err(Error::ObjectHandleInvalid))
+    }
+
+    /// `C_DestroyObject`.
+    pub fn destroy_object(&self, h: SessionHandle, o: ObjectHandle) -> Result<()> {
+        let s = self.live_session(h)?;
+        if Self::is_card_object(&s, o) {
+            return Err(Error::TokenWriteProtected);
+        }
+        let who = Self::caller(&s, h);
+        let destroyed = self.objects.lock().destroy(&who, o);
+        destroyed.unwrap_or(Err(Error::ObjectHandleInvalid))
+    }
+
+    /// A card object or session object this session sees: `Ok(None)` when it exists but is
+    /// hidden (a private card object before login).
+    fn visible_object(
+        &self,
+        s: &Session,
+        h: SessionHandle,
+        o: ObjectHandle,
+    ) -> Result<Option<Arc<Object>>> {
+        match s.card.object_with_visibility(s.kind, o) {
+            Err(Error::ObjectHandleInvalid) => {
+                let who = Self::caller(s, h);
+                let found = self.objects.lock().get(&who, o);
+                found.map(Some).ok_or(Error::ObjectHandleInvalid)
+            }
+            other => other,
+        }
+    }
+
     // ----- objects ---------------------------------------------------------------------------
 
     /// `C_FindObjectsInit`.
@@ -557,7 +668,9 @@ impl Module {
         if ops.find.is_some() {
             return Err(Error::OperationActive);
         }
-        let found = s.card.find(s.kind, template)?;
+        let mut found = s.card.find(s.kind, template)?;
+        let who = Self::caller(&s, h);
+        found.extend(self.objects.lock().find(&who, template));
         ops.find = Some(found.into());
         Ok(())
     }
@@ -582,13 +695,16 @@ impl Module {
     /// A visible object (`C_GetAttributeValue`, `C_GetObjectSize`).
     pub fn object(&self, h: SessionHandle, o: ObjectHandle) -> Result<Arc<Object>> {
         let s = self.live_session(h)?;
-        s.card.object(s.kind, o)
+        self.visible_object(&s, h, o)?
+            .ok_or(Error::ObjectHandleInvalid)
     }
 
     // ----- sign and verify -------------------------------------------------------------------
 
     fn key_operation(
+        &self,
         s: &Session,
+        h: SessionHandle,
         mech: CK_MECHANISM_TYPE,
         param: MechanismParam,
         key: ObjectHandle,
@@ -603,7 +719,7 @@ impl Module {
         } else {
             SignScheme::new(mech)?
         };
-        let obj = match s.card.object_with_visibility(s.kind, key) {
+        let obj = match self.visible_object(s, h, key) {
             Ok(Some(o)) => o,
             Ok(None) => return Err(Error::UserNotLoggedIn),
             Err(_) => return Err(Error::KeyHandleInvalid),
@@ -613,6 +729,14 @@ impl Module {
         };
         if obj.class != class {
             return Err(Error::KeyTypeInconsistent);
+        }
+        let function = if class == CKO_PRIVATE_KEY {
+            CKA_SIGN
+        } else {
+            CKA_VERIFY
+        };
+        if !obj.is_true(function) {
+            return Err(Error::KeyFunctionNotPermitted);
         }
         use rsa::traits::PublicKeyParts;
         Ok(KeyOperation {
@@ -647,7 +771,7 @@ impl Module {
         if ops.sign.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.sign = Some(Self::key_operation(&s, mech, param, key, CKO_PRIVATE_KEY)?);
+        ops.sign = Some(self.key_operation(&s, h, mech, param, key, CKO_PRIVATE_KEY)?);
         Ok(())
     }
 
@@ -666,6 +790,9 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let mut op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
+        if op.multi_part {
+            return Err(Error::OperationActive);
+        }
         op.scheme.update(data, op.key_len)?;
         s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
     }
@@ -675,6 +802,10 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.scheme.single_part_only() {
+            ops.sign = None;
+            return Err(Error::FunctionNotSupported);
+        }
         op.multi_part = true;
         let key_len = op.key_len;
         if let Err(e) = op.scheme.update(data, key_len) {
@@ -715,7 +846,7 @@ impl Module {
         if ops.verify.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.verify = Some(Self::key_operation(&s, mech, param, key, CKO_PUBLIC_KEY)?);
+        ops.verify = Some(self.key_operation(&s, h, mech, param, key, CKO_PUBLIC_KEY)?);
         Ok(())
     }
 
@@ -724,6 +855,9 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let mut op = ops.verify.take().ok_or(Error::OperationNotInitialized)?;
+        if op.multi_part {
+            return Err(Error::OperationActive);
+        }
         op.scheme.update(data, op.key_len)?;
         mechanism::verify_input(&op.public, &op.scheme.finish()?, signature)
     }
@@ -733,6 +867,10 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.scheme.single_part_only() {
+            ops.verify = None;
+            return Err(Error::FunctionNotSupported);
+        }
         op.multi_part = true;
         let key_len = op.key_len;
         if let Err(e) = op.scheme.update(data, key_len) {
@@ -763,6 +901,35 @@ impl Module {
         Ok(())
     }
 
+    /// For the single-part calls (`C_Sign`, `C_Verify`, `C_Digest`), also their length query:
+    /// after an update only the Final call may end the operation (`CKR_OPERATION_ACTIVE`).
+    pub fn check_single_part(&self, h: SessionHandle, kind: OperationKind) -> Result<()> {
+        let s = self.session(h)?;
+        let ops = s.ops.lock();
+        let multi_part = match kind {
+            OperationKind::Sign => ops.sign.as_ref().map(|op| op.multi_part),
+            OperationKind::Verify => ops.verify.as_ref().map(|op| op.multi_part),
+            OperationKind::Digest => ops.digest.as_ref().map(|(_, multi)| *multi),
+        };
+        match multi_part {
+            None => Err(Error::OperationNotInitialized),
+            Some(true) => Err(Error::OperationActive),
+            Some(false) => Ok(()),
+        }
+    }
+
+    /// Ends an operation after an error of one of its calls: the specification ends it on
+    /// every error but `CKR_BUFFER_TOO_SMALL` (the ffi layer decides when to call this).
+    pub fn end_operation(&self, h: SessionHandle, kind: OperationKind) {
+        let Ok(s) = self.session(h) else { return };
+        let mut ops = s.ops.lock();
+        match kind {
+            OperationKind::Sign => ops.sign = None,
+            OperationKind::Verify => ops.verify = None,
+            OperationKind::Digest => ops.digest = None,
+        }
+    }
+
     /// Digest length of the active digest operation.
     pub fn digest_len(&self, h: SessionHandle) -> Result<usize> {
         let s = self.session(h)?;
@@ -777,7 +944,10 @@ impl Module {
     pub fn digest(&self, h: SessionHandle, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let (mut d, _) = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        let (mut d, multi_part) = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        if multi_part {
+            return Err(Error::OperationActive);
+        }
         d.update(data);
         Ok(d.finish())
     }

@@ -568,7 +568,9 @@ impl Card {
         } else {
             format!("{base} {tag}")
         };
+        // CKF_RNG: C_GenerateRandom serves the operating system's generator.
         let mut flags = CKF_WRITE_PROTECTED
+            | CKF_RNG
             | CKF_LOGIN_REQUIRED
             | CKF_USER_PIN_INITIALIZED
             | CKF_TOKEN_INITIALIZED;
@@ -589,10 +591,9 @@ impl Card {
     /// never reaches the card (no try is spent on it).
     pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
         self.check_present()?;
-        let pin = Pin::parse(kind, pin).map_err(|e| match e {
-            PinFormatError::Length => Error::PinLenRange,
-            PinFormatError::Charset => Error::PinInvalid,
-        })?;
+        // A PIN that cannot be right is an incorrect PIN for C_Login (the specification's
+        // code; NSS and GnuTLS ask the person again on it): docs/conformance.md. No try spent.
+        let pin = Pin::parse(kind, pin).map_err(|_: PinFormatError| Error::PinIncorrect)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {

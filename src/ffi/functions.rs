@@ -6,12 +6,65 @@ use cryptoki_sys::*;
 
 use super::ptr;
 use super::{guard, pad};
-use crate::core::module::{self, Module};
+use crate::core::module::{self, Module, OperationKind};
+use crate::core::session_objects::{MAX_OBJECT_BYTES, MAX_TEMPLATE_ATTRIBUTES};
 use crate::core::{Error, Result};
 use crate::transport::pcsc::PcscReaders;
 
 fn m() -> Result<std::sync::Arc<Module>> {
     module::get()
+}
+
+/// Runs the body of a call of an active operation: on any error but `CKR_BUFFER_TOO_SMALL`
+/// the operation ends, argument errors included (the specification's rule for `C_Sign`,
+/// `C_SignUpdate`, `C_SignFinal` and their verify and digest counterparts).
+fn ending(
+    m: &Module,
+    session: CK_SESSION_HANDLE,
+    kind: OperationKind,
+    body: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let result = body();
+    if let Err(e) = &result {
+        if !matches!(e, Error::BufferTooSmall { .. }) {
+            m.end_operation(session, kind);
+        }
+    }
+    result
+}
+
+/// A NULL length pointer of an output: an argument error, checked before any state.
+fn require<T>(p: *const T) -> Result<()> {
+    if p.is_null() {
+        Err(Error::ArgumentsBad)
+    } else {
+        Ok(())
+    }
+}
+
+/// A template that creates or changes an object, copied out of the caller's memory only
+/// within the session-object caps (`CKR_DEVICE_MEMORY` beyond them).
+unsafe fn object_template(
+    p: *const CK_ATTRIBUTE,
+    n: CK_ULONG,
+) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> {
+    if n > 0 && p.is_null() {
+        return Err(Error::ArgumentsBad);
+    }
+    if usize::try_from(n).map_or(true, |n| n > MAX_TEMPLATE_ATTRIBUTES) {
+        return Err(Error::Other(CKR_DEVICE_MEMORY));
+    }
+    if n > 0 {
+        // SAFETY: non-NULL and valid for n attributes by the caller's contract.
+        let attrs = unsafe { std::slice::from_raw_parts(p, n as usize) };
+        let total = attrs
+            .iter()
+            .try_fold(0u64, |sum, a| sum.checked_add(a.ulValueLen as u64));
+        if total.map_or(true, |t| t > MAX_OBJECT_BYTES as u64) {
+            return Err(Error::Other(CKR_DEVICE_MEMORY));
+        }
+    }
+    unsafe { ptr::template(p, n) }
 }
 
 fn library_version() -> CK_VERSION {
@@ -380,30 +433,43 @@ pub unsafe extern "C" fn C_SessionCancel(session: CK_SESSION_HANDLE, flags: CK_F
 #[no_mangle]
 pub unsafe extern "C" fn C_CreateObject(
     session: CK_SESSION_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _object: *mut CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    // Session objects only (docs/conformance.md); token objects: CKR_TOKEN_WRITE_PROTECTED.
+    guard(|| {
+        let m = m()?;
+        require(object)?;
+        let template = unsafe { object_template(template, count) }?;
+        let h = m.create_object(session, &template)?;
+        unsafe { ptr::write(object, h) }
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_CopyObject(
     session: CK_SESSION_HANDLE,
-    _object: CK_OBJECT_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _new: *mut CK_OBJECT_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    new: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    guard(|| {
+        let m = m()?;
+        require(new)?;
+        let template = unsafe { object_template(template, count) }?;
+        let h = m.copy_object(session, object, &template)?;
+        unsafe { ptr::write(new, h) }
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_DestroyObject(
     session: CK_SESSION_HANDLE,
-    _object: CK_OBJECT_HANDLE,
+    object: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    guard(|| m()?.destroy_object(session, object))
 }
 
 #[no_mangle]
@@ -475,11 +541,15 @@ pub unsafe extern "C" fn C_GetAttributeValue(
 #[no_mangle]
 pub unsafe extern "C" fn C_SetAttributeValue(
     session: CK_SESSION_HANDLE,
-    _object: CK_OBJECT_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    guard(|| {
+        let m = m()?;
+        let template = unsafe { object_template(template, count) }?;
+        m.set_attributes(session, object, &template)
+    })
 }
 
 #[no_mangle]
@@ -530,8 +600,9 @@ pub unsafe extern "C" fn C_EncryptInit(
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
         unsafe { ptr::mechanism(mech) }?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
@@ -569,8 +640,9 @@ pub unsafe extern "C" fn C_DecryptInit(
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
         unsafe { ptr::mechanism(mech) }?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
@@ -599,13 +671,17 @@ pub unsafe extern "C" fn C_Digest(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let data = unsafe { ptr::bytes(data, data_len) }?;
-        let needed = m.digest_len(session)?;
-        if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
-            let d = m.digest(session, data)?;
-            unsafe { ptr::finish_output(out, digest_len, &d) }?;
-        }
-        Ok(())
+        ending(&m, session, OperationKind::Digest, || {
+            let data = unsafe { ptr::bytes(data, data_len) }?;
+            require(digest_len)?;
+            m.check_single_part(session, OperationKind::Digest)?;
+            let needed = m.digest_len(session)?;
+            if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
+                let d = m.digest(session, data)?;
+                unsafe { ptr::finish_output(out, digest_len, &d) }?;
+            }
+            Ok(())
+        })
     })
 }
 
@@ -617,8 +693,10 @@ pub unsafe extern "C" fn C_DigestUpdate(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let data = unsafe { ptr::bytes(data, data_len) }?;
-        m.digest_update(session, data)
+        ending(&m, session, OperationKind::Digest, || {
+            let data = unsafe { ptr::bytes(data, data_len) }?;
+            m.digest_update(session, data)
+        })
     })
 }
 
@@ -644,12 +722,15 @@ pub unsafe extern "C" fn C_DigestFinal(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let needed = m.digest_len(session)?;
-        if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
-            let d = m.digest_final(session)?;
-            unsafe { ptr::finish_output(out, digest_len, &d) }?;
-        }
-        Ok(())
+        ending(&m, session, OperationKind::Digest, || {
+            require(digest_len)?;
+            let needed = m.digest_len(session)?;
+            if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
+                let d = m.digest_final(session)?;
+                unsafe { ptr::finish_output(out, digest_len, &d) }?;
+            }
+            Ok(())
+        })
     })
 }
 
@@ -678,14 +759,18 @@ pub unsafe extern "C" fn C_Sign(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let data = unsafe { ptr::bytes(data, data_len) }?;
-        let needed = m.sign_len(session)?;
-        // NULL output or a short buffer: length only, the operation stays active.
-        if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
-            let s = m.sign(session, data)?;
-            unsafe { ptr::finish_output(out, signature_len, &s) }?;
-        }
-        Ok(())
+        ending(&m, session, OperationKind::Sign, || {
+            let data = unsafe { ptr::bytes(data, data_len) }?;
+            require(signature_len)?;
+            m.check_single_part(session, OperationKind::Sign)?;
+            let needed = m.sign_len(session)?;
+            // NULL output or a short buffer: length only, the operation stays active.
+            if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
+                let s = m.sign(session, data)?;
+                unsafe { ptr::finish_output(out, signature_len, &s) }?;
+            }
+            Ok(())
+        })
     })
 }
 
@@ -697,8 +782,10 @@ pub unsafe extern "C" fn C_SignUpdate(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let part = unsafe { ptr::bytes(part, part_len) }?;
-        m.sign_update(session, part)
+        ending(&m, session, OperationKind::Sign, || {
+            let part = unsafe { ptr::bytes(part, part_len) }?;
+            m.sign_update(session, part)
+        })
     })
 }
 
@@ -710,12 +797,15 @@ pub unsafe extern "C" fn C_SignFinal(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let needed = m.sign_len(session)?;
-        if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
-            let s = m.sign_final(session)?;
-            unsafe { ptr::finish_output(out, signature_len, &s) }?;
-        }
-        Ok(())
+        ending(&m, session, OperationKind::Sign, || {
+            require(signature_len)?;
+            let needed = m.sign_len(session)?;
+            if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
+                let s = m.sign_final(session)?;
+                unsafe { ptr::finish_output(out, signature_len, &s) }?;
+            }
+            Ok(())
+        })
     })
 }
 
@@ -726,8 +816,9 @@ pub unsafe extern "C" fn C_SignRecoverInit(
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
         unsafe { ptr::mechanism(mech) }?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
@@ -755,9 +846,12 @@ pub unsafe extern "C" fn C_Verify(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let data = unsafe { ptr::bytes(data, data_len) }?;
-        let signature = unsafe { ptr::bytes(signature, signature_len) }?;
-        m.verify(session, data, signature)
+        ending(&m, session, OperationKind::Verify, || {
+            let data = unsafe { ptr::bytes(data, data_len) }?;
+            let signature = unsafe { ptr::bytes(signature, signature_len) }?;
+            m.check_single_part(session, OperationKind::Verify)?;
+            m.verify(session, data, signature)
+        })
     })
 }
 
@@ -769,8 +863,10 @@ pub unsafe extern "C" fn C_VerifyUpdate(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let part = unsafe { ptr::bytes(part, part_len) }?;
-        m.verify_update(session, part)
+        ending(&m, session, OperationKind::Verify, || {
+            let part = unsafe { ptr::bytes(part, part_len) }?;
+            m.verify_update(session, part)
+        })
     })
 }
 
@@ -782,8 +878,10 @@ pub unsafe extern "C" fn C_VerifyFinal(
 ) -> CK_RV {
     guard(|| {
         let m = m()?;
-        let signature = unsafe { ptr::bytes(signature, signature_len) }?;
-        m.verify_final(session, signature)
+        ending(&m, session, OperationKind::Verify, || {
+            let signature = unsafe { ptr::bytes(signature, signature_len) }?;
+            m.verify_final(session, signature)
+        })
     })
 }
 
@@ -794,8 +892,9 @@ pub unsafe extern "C" fn C_VerifyRecoverInit(
     _key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
         unsafe { ptr::mechanism(mech) }?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
@@ -805,39 +904,57 @@ pub unsafe extern "C" fn C_VerifyRecoverInit(
 #[no_mangle]
 pub unsafe extern "C" fn C_GenerateKey(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _key: *mut CK_OBJECT_HANDLE,
+    mech: *mut CK_MECHANISM,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    // Argument errors first, then the token's write protection.
+    guard(|| {
+        let m = m()?;
+        unsafe { ptr::mechanism(mech) }?;
+        unsafe { object_template(template, count) }?;
+        require(key)?;
+        m.refuse_write(session)
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GenerateKeyPair(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
-    _pub_template: *mut CK_ATTRIBUTE,
-    _pub_count: CK_ULONG,
-    _priv_template: *mut CK_ATTRIBUTE,
-    _priv_count: CK_ULONG,
-    _pub_key: *mut CK_OBJECT_HANDLE,
-    _priv_key: *mut CK_OBJECT_HANDLE,
+    mech: *mut CK_MECHANISM,
+    pub_template: *mut CK_ATTRIBUTE,
+    pub_count: CK_ULONG,
+    priv_template: *mut CK_ATTRIBUTE,
+    priv_count: CK_ULONG,
+    pub_key: *mut CK_OBJECT_HANDLE,
+    priv_key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    guard(|| m()?.refuse_write(session))
+    guard(|| {
+        let m = m()?;
+        unsafe { ptr::mechanism(mech) }?;
+        unsafe { object_template(pub_template, pub_count) }?;
+        unsafe { object_template(priv_template, priv_count) }?;
+        require(pub_key)?;
+        require(priv_key)?;
+        m.refuse_write(session)
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_WrapKey(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
+    mech: *mut CK_MECHANISM,
     _wrapping: CK_OBJECT_HANDLE,
     _key: CK_OBJECT_HANDLE,
     _out: *mut CK_BYTE,
-    _out_len: *mut CK_ULONG,
+    out_len: *mut CK_ULONG,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
+        unsafe { ptr::mechanism(mech) }?;
+        require(out_len)?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
@@ -845,16 +962,21 @@ pub unsafe extern "C" fn C_WrapKey(
 #[no_mangle]
 pub unsafe extern "C" fn C_UnwrapKey(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
+    mech: *mut CK_MECHANISM,
     _unwrapping: CK_OBJECT_HANDLE,
-    _wrapped: *mut CK_BYTE,
-    _wrapped_len: CK_ULONG,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _key: *mut CK_OBJECT_HANDLE,
+    wrapped: *mut CK_BYTE,
+    wrapped_len: CK_ULONG,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
+        unsafe { ptr::mechanism(mech) }?;
+        unsafe { ptr::bytes(wrapped, wrapped_len) }?;
+        unsafe { object_template(template, count) }?;
+        require(key)?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
@@ -862,41 +984,55 @@ pub unsafe extern "C" fn C_UnwrapKey(
 #[no_mangle]
 pub unsafe extern "C" fn C_DeriveKey(
     session: CK_SESSION_HANDLE,
-    _mech: *mut CK_MECHANISM,
+    mech: *mut CK_MECHANISM,
     _base: CK_OBJECT_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _key: *mut CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
+        let m = m()?;
+        unsafe { ptr::mechanism(mech) }?;
+        unsafe { object_template(template, count) }?;
+        require(key)?;
+        m.session(session)?;
         Err(Error::MechanismInvalid)
     })
 }
 
-// ----- random numbers: no RNG is offered (CKF_RNG not set) -------------------------------
+// ----- random numbers: the operating system's generator (CKF_RNG; docs/conformance.md) ----
 
 #[no_mangle]
 pub unsafe extern "C" fn C_SeedRandom(
     session: CK_SESSION_HANDLE,
-    _seed: *mut CK_BYTE,
+    seed: *mut CK_BYTE,
     _len: CK_ULONG,
 ) -> CK_RV {
+    // The kernel's generator takes no seed from applications.
     guard(|| {
-        m()?.session(session)?;
-        Err(Error::RandomNoRng)
+        let m = m()?;
+        require(seed)?;
+        m.session(session)?;
+        Err(Error::Other(CKR_RANDOM_SEED_NOT_SUPPORTED))
     })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_GenerateRandom(
     session: CK_SESSION_HANDLE,
-    _out: *mut CK_BYTE,
-    _len: CK_ULONG,
+    out: *mut CK_BYTE,
+    len: CK_ULONG,
 ) -> CK_RV {
     guard(|| {
-        m()?.session(session)?;
-        Err(Error::RandomNoRng)
+        let m = m()?;
+        require(out)?;
+        m.session(session)?;
+        let n = usize::try_from(len).map_err(|_| Error::ArgumentsBad)?;
+        let buf = unsafe { ptr::slice_mut(out, n) }?;
+        getrandom::getrandom(buf).map_err(|e| {
+            log::error!("the operating system's random generator failed: {e}");
+            Error::FunctionFailed
+        })
     })
 }
 
