@@ -166,7 +166,7 @@ fn unique(template: &Template) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> {
     Ok(out)
 }
 
-fn get<'a>(t: &'a [(CK_ATTRIBUTE_TYPE, Vec<u8>)], ty: CK_ATTRIBUTE_TYPE) -> Option<&'a [u8]> {
+fn get(t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)], ty: CK_ATTRIBUTE_TYPE) -> Option<&[u8]> {
     t.iter().find(|(x, _)| *x == ty).map(|(_, v)| v.as_slice())
 }
 

@@ -57,10 +57,12 @@ unsafe fn object_template(
     if n > 0 {
         // SAFETY: non-NULL and valid for n attributes by the caller's contract.
         let attrs = unsafe { std::slice::from_raw_parts(p, n as usize) };
-        let total = attrs
-            .iter()
-            .try_fold(0u64, |sum, a| sum.checked_add(a.ulValueLen as u64));
-        if total.map_or(true, |t| t > MAX_OBJECT_BYTES as u64) {
+        let total = attrs.iter().try_fold(0usize, |sum, a| {
+            usize::try_from(a.ulValueLen)
+                .ok()
+                .and_then(|v| sum.checked_add(v))
+        });
+        if total.map_or(true, |t| t > MAX_OBJECT_BYTES) {
             return Err(Error::Other(CKR_DEVICE_MEMORY));
         }
     }
