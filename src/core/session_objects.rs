@@ -426,7 +426,8 @@ impl SessionObjects {
             };
             let same =
                 matches!(e.object.attribute(*ty), AttrLookup::Value(have) if have == v.as_slice());
-            if !may_change && !same {
+            // A copy may repeat a fixed attribute's value; a change may not name it.
+            if !may_change && !(copy && same) {
                 return Err(Error::Other(CKR_ATTRIBUTE_READ_ONLY));
             }
         }
