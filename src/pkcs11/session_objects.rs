@@ -427,7 +427,7 @@ impl SessionObjects {
             let same =
                 matches!(e.object.attribute(*ty), AttrLookup::Value(have) if have == v.as_slice());
             // A copy may repeat a fixed attribute's value; a change may not name it.
-            if !may_change && !(copy && same) {
+            if !(may_change || (copy && same)) {
                 return Err(Error::Other(CKR_ATTRIBUTE_READ_ONLY));
             }
         }
