@@ -3,7 +3,7 @@
 //! arbitrary template of types and buffer sizes.
 //!
 //! The module is initialised once per process with an in-process reader holding the virtual
-//! card (the C functions reach it through the global module of `core::module`).
+//! card (the C functions reach it through the global module of `pkcs11::module`).
 //!
 //! Input: a flags byte (bit 0: log in first; bit 1: signature token), the search template, the
 //! read template (each: a count byte, then per attribute a type and a value or buffer size).
@@ -18,7 +18,7 @@ use std::ptr::null_mut;
 use std::sync::OnceLock;
 
 use cryptoki_sys::*;
-use jpki_pkcs11::core::module;
+use jpki_pkcs11::pkcs11::module;
 use jpki_virtual_card::Profile;
 
 use crate::{readers_with, virtual_card};

@@ -6,7 +6,7 @@
 //! (the attributes must be the card's bytes, never something else).
 
 use der::{Decode, Encode};
-use jpki_pkcs11::core::cert::CertificateData;
+use jpki_pkcs11::pkcs11::cert::CertificateData;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::RsaPublicKey;
 

@@ -17,6 +17,7 @@
 pub mod attribute_template;
 pub mod card_responses;
 pub mod cert_der;
+pub mod session_objects;
 pub mod stateful;
 
 use std::path::Path;

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use arbitrary::{Arbitrary, Unstructured};
 use cryptoki_sys::*;
-use jpki_pkcs11::core::object::ulong;
-use jpki_pkcs11::core::{Error, Module};
+use jpki_pkcs11::pkcs11::object::ulong;
+use jpki_pkcs11::pkcs11::{Error, Module};
 use jpki_pkcs11::transport::in_process::{InProcessReaders, SimulatedCard};
 use jpki_virtual_card::{Profile, VirtualCard};
 use rsa::traits::PublicKeyParts;
@@ -341,7 +341,7 @@ pub fn run(data: &[u8]) {
 }
 
 fn public_key(cert: &[u8]) -> RsaPublicKey {
-    let data = jpki_pkcs11::core::cert::CertificateData::parse(cert).expect("card certificate");
+    let data = jpki_pkcs11::pkcs11::cert::CertificateData::parse(cert).expect("card certificate");
     data.public_key
 }
 
