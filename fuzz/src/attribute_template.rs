@@ -143,7 +143,7 @@ impl Bytes<'_> {
     }
 }
 
-fn setup() {
+pub(crate) fn setup() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let vc = virtual_card(Profile::Conservative);
@@ -193,6 +193,7 @@ const CANARY: u8 = 0xCC;
 const CANARY_LEN: usize = 16;
 
 pub fn run(data: &[u8]) {
+    let _only_user = crate::global_module();
     setup();
     let mut input = Bytes(data);
     let flags = input.byte();

@@ -90,3 +90,10 @@ pub fn chunks(mut data: &[u8]) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// The targets that drive the process's one global module through the C functions take this
+/// lock, so that the bounded tests (threads of one process) never close each other's sessions.
+pub fn global_module() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    lock(&LOCK)
+}
