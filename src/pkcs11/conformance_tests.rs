@@ -82,9 +82,9 @@ fn session_objects_live_with_their_session_and_cost_no_apdu() {
         Some(Error::ObjectHandleInvalid)
     );
     let label = (CKA_LABEL, b"x".to_vec());
-    assert_eq!(find(&r, a2, &[label.clone()]), vec![o]);
+    assert_eq!(find(&r, a2, std::slice::from_ref(&label)), vec![o]);
     assert_eq!(
-        find(&r, s, &[label.clone()]),
+        find(&r, s, std::slice::from_ref(&label)),
         Vec::<CK_OBJECT_HANDLE>::new()
     );
     r.module.close_session(a).expect("close");
