@@ -67,7 +67,7 @@ for profile in conservative extended; do
     for t in tests/*.rs; do
         name=$(basename "$t" .rs)
         step "[$profile] cargo test --test $name" \
-            "$harness" --profile "$profile" -- cargo test -q --locked --test "$name" -- --test-threads=1
+            "$harness" --profile "$profile" -- cargo test -q --locked --test "$name" -- --include-ignored --test-threads=1
     done
     for s in tests/integration/*.sh; do
         [ -e "$s" ] || continue
