@@ -93,6 +93,7 @@
 //! does not say whether they change it). P1 = 04 (RSASSA-PSS) is used with its own detection:
 //! see `jpki/pss.rs`; the other applications of the card: `jpki/text.rs`.
 
+mod extended;
 mod pss;
 mod text;
 
@@ -233,6 +234,8 @@ struct CardState {
     /// What the card showed of the SFI forms (module documentation). Kept across resets: a
     /// reset does not change what the card can do.
     sfi: SfiSupport,
+    /// Whether the card and reader pass extended-length READ BINARY (`jpki/extended.rs`).
+    extended: Support,
 }
 
 /// Whether a card accepts one command form, as learnt from its answers.
@@ -436,19 +439,53 @@ impl Session<'_> {
         Ok((self.read_binary(0, le)?, false))
     }
 
-    /// Reads the DER object at the start of EF `fid`, in the fewest READ BINARY: Le=00 at
-    /// offset 0 (SFI form when the card takes it), then what the DER header says is left, in
-    /// 256-byte chunks with the exact last Le; never past the DER length.
-    fn read_der_file(&mut self, fid: u16) -> Result<Vec<u8>, CardError> {
-        let mut buf: Vec<u8> = Vec::new();
-        let mut total: Option<usize> = None;
+    /// Reads the DER object at the start of EF `fid`: one extended READ BINARY where the card
+    /// and reader take it (`jpki/extended.rs`); else Le=00 at offset 0 (SFI form when the card
+    /// takes it), then what the DER header says is left, in 256-byte chunks with the exact last
+    /// Le; never past the DER length. `prefix`: bytes from offset 0 already read in an earlier
+    /// transaction (not read again). `limit`: stop once that many bytes are in (the first
+    /// chunk, for the card's identity; short APDUs only, the cheapest answer).
+    fn read_der(
+        &mut self,
+        fid: u16,
+        prefix: Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, CardError> {
+        let mut buf = prefix;
+        let mut total: Option<usize> = der_total_length(&buf)?;
+        if let Some(t) = total {
+            if buf.len() >= t {
+                buf.truncate(t);
+                return Ok(buf);
+            }
+        }
+        if limit.is_none() && self.extended_allowed() {
+            match self.read_der_extended(fid, &buf)? {
+                extended::Outcome::Whole(bytes) => return Ok(bytes),
+                extended::Outcome::Partial(bytes) => {
+                    buf = bytes;
+                    total = der_total_length(&buf)?;
+                }
+                extended::Outcome::Refused => {}
+            }
+        }
+        if !buf.is_empty() {
+            // Continue where the earlier read stopped: the EF must be current.
+            self.select_ef(fid)?;
+        }
         let mut current_by_sfi = false;
         for _ in 0..MAX_READS {
-            let want = match total {
+            let mut want = match total {
                 None => 256,
                 Some(t) => (t - buf.len()).min(256),
             };
+            if let Some(limit) = limit {
+                want = want.min(limit.saturating_sub(buf.len()));
+            }
             if want == 0 {
+                if let Some(t) = total {
+                    buf.truncate(t);
+                }
                 return Ok(buf);
             }
             // `want` is 1..=256.
@@ -644,11 +681,15 @@ fn der_total_length(bytes: &[u8]) -> Result<Option<usize>, CardError> {
 }
 
 impl JpkiCard {
-    /// Wraps a connection. No card traffic.
+    /// Wraps a connection. No card traffic. Extended-length reads are off until the caller
+    /// allows the probe (`assume_extended(Support::Unknown)`, `jpki/extended.rs`).
     pub fn new(transport: Box<dyn Transport>) -> Self {
         JpkiCard {
             transport,
-            state: CardState::default(),
+            state: CardState {
+                extended: Support::No,
+                ..CardState::default()
+            },
         }
     }
 
@@ -756,9 +797,41 @@ impl JpkiCard {
     /// [`CertificateFile::Signature`] answers `SecurityStatusNotSatisfied` before the signature
     /// password is verified.
     pub fn read_certificate(&mut self, file: CertificateFile) -> Result<Vec<u8>, CardError> {
+        self.read_certificate_part(file, Vec::new(), None)
+    }
+
+    /// The first bytes of a certificate, at most `len` (≤ 256: one short READ BINARY, plus the
+    /// SELECT EF without the SFI forms), never past its DER length. The first 256 bytes of a
+    /// JPKI certificate hold its issuer and serial number, which name it uniquely: enough for
+    /// the token's identity and to check a cached copy (issue 13).
+    pub fn read_certificate_prefix(
+        &mut self,
+        file: CertificateFile,
+        len: usize,
+    ) -> Result<Vec<u8>, CardError> {
+        self.read_certificate_part(file, Vec::new(), Some(len.clamp(1, 256)))
+    }
+
+    /// The rest of a certificate whose first bytes `prefix` were read earlier (by
+    /// [`JpkiCard::read_certificate_prefix`]): the whole certificate, without reading the
+    /// prefix again on short APDUs.
+    pub fn read_certificate_rest(
+        &mut self,
+        file: CertificateFile,
+        prefix: Vec<u8>,
+    ) -> Result<Vec<u8>, CardError> {
+        self.read_certificate_part(file, prefix, None)
+    }
+
+    fn read_certificate_part(
+        &mut self,
+        file: CertificateFile,
+        prefix: Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, CardError> {
         let fid = file.fid();
         self.with_session(|s| {
-            let result = s.read_der_file(fid);
+            let result = s.read_der(fid, prefix.clone(), limit);
             // Another client may have selected another AP holding an EF of the same number
             // (0001, 0002): a public file then reads as 6982 or as a non-certificate; the sign
             // certificate answers 6982 although we verified its password.
@@ -773,7 +846,7 @@ impl JpkiCard {
             if foreign && !s.ap_selected_here {
                 log::debug!("EF {fid:04X} unreadable: JPKI AP deselected by another client?");
                 s.select_ap(true)?;
-                return s.read_der_file(fid);
+                return s.read_der(fid, prefix, limit);
             }
             result
         })

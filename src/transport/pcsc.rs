@@ -35,8 +35,22 @@ use super::{Channel, ReaderState, Readers, Transport, TransportError};
 const WAIT_SLICE: Duration = Duration::from_millis(1000);
 /// How often to try to reach pcscd again while it is down, during a wait.
 const SERVICE_RETRY: Duration = Duration::from_millis(250);
-/// Receive buffer: 256 data bytes + SW, with room to spare (pcsc-lite's MAX_BUFFER_SIZE).
+/// Receive buffer of a short APDU: 256 data bytes + SW, with room to spare (pcsc-lite's
+/// MAX_BUFFER_SIZE).
 const RECEIVE_BUFFER: usize = pcsc::MAX_BUFFER_SIZE;
+
+/// A zeroed receive buffer for `command`: short APDUs keep the short buffer (what every reader
+/// driver handles), an extended-length command (byte 4 = 00 followed by more bytes: the card
+/// layer's extended READ BINARY, issue 13) gets pcsc-lite's extended maximum.
+fn receive_buffer(command: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let extended = command.len() > 5 && command[4] == 0;
+    let size = if extended {
+        pcsc::MAX_BUFFER_SIZE_EXTENDED
+    } else {
+        RECEIVE_BUFFER
+    };
+    zeroize::Zeroizing::new(vec![0u8; size])
+}
 
 /// Longest wait for the card's answer to one APDU. A JPKI RSA-2048 signature takes about a
 /// second on a real card (jpki-card.md §8: the contact ATR's BWT is ≈1.6 s); 10 s leaves room
@@ -566,9 +580,9 @@ struct PcscChannel<'a> {
 
 impl Channel for PcscChannel<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
-        let mut buffer = [0u8; RECEIVE_BUFFER];
+        let mut buffer = receive_buffer(command);
         *self.apdus += 1;
-        let result = self.transaction.transmit(command, &mut buffer);
+        let result = self.transaction.transmit(command, &mut buffer[..]);
         match transmit_result(&self.transaction, result) {
             Ok(response) => Ok(response),
             Err(pcsc::Error::ResetCard) => {
@@ -804,7 +818,7 @@ fn serve_transaction(
                 Err(e) => Err((e, None)),
             }),
             Job::Transmit(command) => {
-                let mut buffer = zeroize::Zeroizing::new([0u8; RECEIVE_BUFFER]);
+                let mut buffer = receive_buffer(&command);
                 let sent = transaction.transmit(&command, &mut buffer[..]);
                 let result = match transmit_result(&transaction, sent) {
                     Err(pcsc::Error::ResetCard) => {
