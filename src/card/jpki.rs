@@ -542,6 +542,35 @@ impl Session<'_> {
         Err(CardError::MalformedResponse("too many READ BINARY"))
     }
 
+    /// [`Session::read_der`] of a certificate file, recovering once from another client's
+    /// selection of another application.
+    fn read_part(
+        &mut self,
+        file: CertificateFile,
+        prefix: Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, CardError> {
+        let fid = file.fid();
+        let result = self.read_der(fid, prefix.clone(), limit);
+        // Another client may have selected another AP holding an EF of the same number
+        // (0001, 0002): a public file then reads as 6982 or as a non-certificate; the sign
+        // certificate answers 6982 although we verified its password.
+        let foreign = match (&result, file.protected_by()) {
+            (Err(CardError::SecurityStatusNotSatisfied), None) => true,
+            (Err(CardError::SecurityStatusNotSatisfied), Some(key)) => {
+                self.state.verified & key.bit() != 0
+            }
+            (Err(CardError::MalformedResponse(_)), _) => true,
+            _ => false,
+        };
+        if foreign && !self.ap_selected_here {
+            log::debug!("EF {fid:04X} unreadable: JPKI AP deselected by another client?");
+            self.select_ap(true)?;
+            return self.read_der(fid, prefix, limit);
+        }
+        result
+    }
+
     /// Empty VERIFY (`00 20 00 80`, or `00 20 00 (80|SFI)` without the SELECT): the tries
     /// left, no try spent. The SFI form is tried only on a card that took SFI reads, and is
     /// learnt here (see the module documentation).
@@ -823,33 +852,32 @@ impl JpkiCard {
         self.read_certificate_part(file, prefix, None)
     }
 
+    /// The first chunk of a certificate (as [`JpkiCard::read_certificate_prefix`]) and, if
+    /// `rest` says so on seeing it, the whole certificate, in the same transaction: the EF is
+    /// still current, so the rest costs no SELECT and nothing is read twice.
+    pub fn read_certificate_prefix_then(
+        &mut self,
+        file: CertificateFile,
+        len: usize,
+        rest: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), CardError> {
+        self.with_session(|s| {
+            let chunk = s.read_part(file, Vec::new(), Some(len.clamp(1, 256)))?;
+            if !rest(&chunk) {
+                return Ok((chunk, None));
+            }
+            let whole = s.read_part(file, chunk.clone(), None)?;
+            Ok((chunk, Some(whole)))
+        })
+    }
+
     fn read_certificate_part(
         &mut self,
         file: CertificateFile,
         prefix: Vec<u8>,
         limit: Option<usize>,
     ) -> Result<Vec<u8>, CardError> {
-        let fid = file.fid();
-        self.with_session(|s| {
-            let result = s.read_der(fid, prefix.clone(), limit);
-            // Another client may have selected another AP holding an EF of the same number
-            // (0001, 0002): a public file then reads as 6982 or as a non-certificate; the sign
-            // certificate answers 6982 although we verified its password.
-            let foreign = match (&result, file.protected_by()) {
-                (Err(CardError::SecurityStatusNotSatisfied), None) => true,
-                (Err(CardError::SecurityStatusNotSatisfied), Some(key)) => {
-                    s.state.verified & key.bit() != 0
-                }
-                (Err(CardError::MalformedResponse(_)), _) => true,
-                _ => false,
-            };
-            if foreign && !s.ap_selected_here {
-                log::debug!("EF {fid:04X} unreadable: JPKI AP deselected by another client?");
-                s.select_ap(true)?;
-                return s.read_der(fid, prefix, limit);
-            }
-            result
-        })
+        self.with_session(|s| s.read_part(file, prefix, limit))
     }
 
     /// Tries left for `key`'s PIN, without spending one (0 = blocked).

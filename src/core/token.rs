@@ -12,6 +12,7 @@ use cryptoki_sys::*;
 use parking_lot::Mutex;
 
 use super::cert::CertificateData;
+use super::cert_source::{self, CertSource};
 use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::mechanism::{verify_input, SignInput};
@@ -225,6 +226,8 @@ struct CardInner {
     tokens: [TokenState; 2],
     /// Serial number content octets of the authentication certificate (token serial, label tag).
     auth_serial: Option<Vec<u8>>,
+    /// Where certificates come from: the card, or the cache checked against it (issue 13).
+    certs: CertSource,
 }
 
 impl CardInner {
@@ -269,7 +272,8 @@ pub enum LoginKind {
 }
 
 impl Card {
-    pub fn new(reader: String, event_count: u32, jpki: JpkiCard) -> Card {
+    pub fn new(reader: String, event_count: u32, mut jpki: JpkiCard) -> Card {
+        let certs = CertSource::new(&reader, &mut jpki);
         Card {
             reader,
             event_count,
@@ -278,6 +282,7 @@ impl Card {
                 jpki,
                 tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
                 auth_serial: None,
+                certs,
             }),
         }
     }
@@ -359,7 +364,8 @@ impl Card {
     /// Reads `file`, retrying once after a reset by another party.
     fn read_cert(&self, inner: &mut CardInner, file: CertificateFile) -> Result<ReadOutcome> {
         for _ in 0..2 {
-            let read = inner.jpki.read_certificate(file);
+            let CardInner { jpki, certs, .. } = &mut *inner;
+            let read = certs.certificate(jpki, file);
             inner.sync_login();
             match read {
                 Ok(bytes) => return Ok(ReadOutcome::Bytes(bytes)),
@@ -518,15 +524,25 @@ impl Card {
         self.check_present()?;
         let mut inner = self.inner.lock();
         if inner.auth_serial.is_none() {
-            let user_only = Files {
-                user: true,
-                ca: false,
-            };
-            if let Err(e) = self.load(&mut inner, KeyKind::Authentication, user_only) {
-                if e == Error::DeviceRemoved {
-                    return Err(e);
+            // The identity from the certificate's first chunk (issue 13): its serial number.
+            let CardInner { jpki, certs, .. } = &mut *inner;
+            let identity = certs.identity(jpki);
+            inner.sync_login();
+            match identity {
+                Ok(chunk) => match cert_source::issuer_and_serial(&chunk) {
+                    Some((_, serial)) => {
+                        inner.auth_serial =
+                            cert_source::integer_content(serial).map(<[u8]>::to_vec);
+                    }
+                    None => log::warn!("authentication certificate: no serial in its first bytes"),
+                },
+                Err(e) => {
+                    let err = self.card_error(&mut inner, e);
+                    if err == Error::DeviceRemoved {
+                        return Err(err);
+                    }
+                    log::warn!("could not read the authentication certificate: {err}");
                 }
-                log::warn!("could not read the authentication certificate: {e}");
             }
         }
         let idx = kind_index(kind);
@@ -676,7 +692,10 @@ impl Card {
         if let Some(known) = inner.jpki.known_pss_support() {
             return known;
         }
-        match inner.jpki.pss_support() {
+        let probed = inner.jpki.pss_support();
+        let CardInner { jpki, certs, .. } = &mut *inner;
+        certs.note(jpki);
+        match probed {
             Ok(known) => known,
             Err(e) => {
                 let err = self.card_error(&mut inner, e);
@@ -722,6 +741,7 @@ impl Card {
         };
         if verify_input(public, input, &signature).is_err() {
             log::error!("the card's signature does not verify with the certificate's key");
+            inner.certs.distrust();
             return Err(Error::DeviceError);
         }
         Ok(signature)

@@ -96,10 +96,7 @@ impl Session<'_> {
         };
         match response.sw {
             StatusWord::OK | StatusWord::END_OF_FILE if !response.data.is_empty() => {
-                let total = match der_total_length(&response.data) {
-                    Ok(t) => t,
-                    Err(_) => None,
-                };
+                let total = der_total_length(&response.data).unwrap_or_default();
                 if !response.data.starts_with(prefix) || total.is_none() {
                     log::info!("extended-length READ BINARY gave unusable data; not used");
                     self.state.extended = Support::No;
@@ -128,7 +125,11 @@ impl Session<'_> {
             sw => {
                 log::debug!("extended-length READ BINARY refused ({sw}); short APDUs");
                 self.state.extended = Support::No;
-                self.ef = None;
+                if p1 != 0x00 {
+                    // Whether a refused SFI command left the EF current is not known. A
+                    // refused plain READ BINARY (a length or parameter error) changed nothing.
+                    self.ef = None;
+                }
                 Ok(Outcome::Refused)
             }
         }
