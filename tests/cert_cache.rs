@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::{ctl, enabled, module_path, retry, serial, stats, AUTH_PIN, SIGN_PASSWORD};
 use der::{Decode, Encode};
-use jpki_pkcs11::core::cert_cache;
+use jpki_pkcs11::pkcs11::cert_cache;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
 use sha2::{Digest, Sha256};

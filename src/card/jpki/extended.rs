@@ -35,8 +35,13 @@
 //! - Cost on a card or reader that refuses: one APDU, once per card and reader (per process
 //!   when the cache is off). Gain where it works: 4–5 APDUs per certificate.
 
-use super::{der_total_length, sfi_p, CardError, Command, JpkiCard, Session, StatusWord, Support};
-use crate::card::apdu::exchange;
+use super::files::MAX_CERTIFICATE_LEN;
+use super::session::Session;
+use super::sfi::{sfi_p, SfiSupport, Support};
+use super::tlv::der_total_length;
+use super::JpkiCard;
+use crate::card::apdu::{exchange, Command, StatusWord};
+use crate::card::error::CardError;
 
 /// What one extended READ BINARY gave.
 pub(super) enum Outcome {
@@ -49,7 +54,7 @@ pub(super) enum Outcome {
 }
 
 /// Largest answer asked for: the largest certificate accepted by the card layer.
-const EXTENDED_LE: u16 = super::MAX_CERTIFICATE_LEN as u16;
+const EXTENDED_LE: u16 = MAX_CERTIFICATE_LEN as u16;
 
 impl Session<'_> {
     /// Whether a full read may use (or try) the extended form now.
@@ -151,7 +156,7 @@ impl JpkiCard {
     /// Sets what an earlier connection to the same card learnt of the SFI forms (the core's
     /// certificate cache remembers it per card). A wrong belief costs one refused command and
     /// is corrected, as on first use.
-    pub fn assume_sfi_support(&mut self, sfi: super::SfiSupport) {
+    pub fn assume_sfi_support(&mut self, sfi: SfiSupport) {
         self.state.sfi = sfi;
     }
 

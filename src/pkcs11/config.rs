@@ -25,7 +25,7 @@ pub enum SignCertLookup {
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub sign_cert_lookup: SignCertLookup,
-    /// The disk cache of the card's public certificates (issue 13, `cert_cache.rs`):
+    /// The disk cache of the card's public certificates (`cert_cache.rs`):
     /// `JPKI_PKCS11_CACHE=on|off`, or `cache = on|off` in the configuration file. On by default.
     pub cache: bool,
     /// Extended-length READ BINARY, detected per card and reader with a fallback

@@ -1,5 +1,5 @@
 //! Where one card's certificates come from: the card itself, or the disk cache checked against
-//! the card (issue 13). The rules, and why they are safe, are in `docs/performance.md`:
+//! the card. The rules, and why they are safe, are in `docs/performance.md`:
 //!
 //! - **Identity from the first chunk.** The token's label and serial number come from the
 //!   authentication certificate's serial number, which sits with its issuer in the
