@@ -1,4 +1,4 @@
-//! The certificate cache's rules (issue 13), through the real PC/SC stack and a real client
+//! The certificate cache's rules, through the real PC/SC stack and a real client
 //! (`pkcs11-tool`), each run a separate process with its own `XDG_CACHE_HOME`:
 //!
 //! - a warm process reads no certificate body, only the chunks that prove the cache right;

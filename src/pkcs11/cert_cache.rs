@@ -1,4 +1,4 @@
-//! The on-disk cache of a card's **public** certificates (issue 13): the file format, where it
+//! The on-disk cache of a card's **public** certificates: the file format, where it
 //! lives, and how it is read and written. What is cached and how each use is checked against
 //! the card is decided in `cert_source.rs`; why it is safe is in `docs/performance.md` and
 //! `SECURITY.md`.
