@@ -17,6 +17,8 @@ pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
 #[cfg(test)]
 mod beyond_tests;
 #[cfg(test)]
+mod extended_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod virtual_tests;
