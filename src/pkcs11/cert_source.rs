@@ -36,6 +36,7 @@ use der::{Decode, Header, Reader, SliceReader};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
+use super::cert::CertificateData;
 use super::cert_cache::{self, Entry};
 use super::config;
 use crate::card::{CardError, CertificateFile, JpkiCard, SfiSupport, Support};
@@ -118,6 +119,14 @@ pub fn integer_content(tlv: &[u8]) -> Option<&[u8]> {
     tlv.get(start..start.checked_add(len)?)
 }
 
+/// Whether certificate bytes read from the card may be kept (in memory for the insertion, and
+/// in the cache): only a certificate the objects can be built from. A damaged answer is
+/// returned to the caller (which reports it and reads again at the next request) but kept
+/// nowhere.
+fn usable(der: &[u8]) -> bool {
+    CertificateData::parse(der).is_ok()
+}
+
 /// Whether `cert` (a cached certificate) is the one whose first chunk the card gave.
 fn same_certificate(cert: &[u8], chunk: &[u8]) -> bool {
     !chunk.is_empty() && chunk.len() == cert.len().min(CHUNK) && cert.starts_with(chunk)
@@ -194,7 +203,11 @@ impl CertSource {
                 found = Some((key, entry));
                 !hit
             })?;
-        self.auth_chunk = Some(chunk.clone());
+        if issuer_and_serial(&chunk).is_some() {
+            // Kept for the rest of the insertion; a chunk that names nothing (a damaged
+            // answer) is read again next time.
+            self.auth_chunk = Some(chunk.clone());
+        }
         if let Some((key, entry)) = found {
             if let Some(mut entry) = entry {
                 if let Some(auth) = &entry.auth {
@@ -220,7 +233,7 @@ impl CertSource {
             }
             self.key = Some(key);
         }
-        if let Some(whole) = whole {
+        if let Some(whole) = whole.filter(|w| usable(w)) {
             self.entry.auth = Some(whole);
         }
         self.note(jpki);
@@ -276,7 +289,7 @@ impl CertSource {
                 }
             }
         };
-        if self.key.is_some() {
+        if usable(&bytes) {
             *self.slot(file) = Some(bytes.clone());
         }
         Ok(bytes)
