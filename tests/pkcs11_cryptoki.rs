@@ -2764,9 +2764,11 @@ fn card_reset_between_login_and_sign() {
 
 /// Upper bounds of the APDUs each step may cost: the values measured on each profile (a fresh
 /// module, virtual-card certificates of real JPKI sizes). Breakdown, conservative profile:
-/// - slots + token info 12: SELECT AP (probe) + auth certificate (one SFI READ BINARY the card
-///   refuses, then SELECT EF + 5 READ BINARY, for the token serial) + tries of each PIN
-///   (SELECT PIN EF + empty VERIFY, ×2);
+/// - slots + token info 13: SELECT AP (probe) + auth certificate (one SFI READ BINARY the card
+///   refuses, then SELECT EF + 5 READ BINARY, for the token serial; the first extended-length
+///   READ BINARY, which this card refuses: one APDU once per reader, remembered by the module
+///   and its certificate cache, docs/performance.md) + tries of each PIN (SELECT PIN EF +
+///   empty VERIFY, ×2);
 /// - everything on a token before login 7: its CA certificate (1306/1312 bytes, as real JPKI CA
 ///   certificates: SELECT EF + 6 READ BINARY);
 /// - login + sign 4: SELECT PIN EF + VERIFY + SELECT key EF + COMPUTE DIGITAL SIGNATURE; on
@@ -2803,7 +2805,7 @@ fn apdu_bounds() -> ApduBounds {
         }
     } else {
         ApduBounds {
-            slots_and_token_info: 12,
+            slots_and_token_info: 13,
             find_all_auth: 7,
             find_all_sign: 7,
             login_sign_auth: 4,

@@ -233,8 +233,12 @@ impl CertSource {
             }
             self.key = Some(key);
         }
-        if let Some(whole) = whole.filter(|w| usable(w)) {
-            self.entry.auth = Some(whole);
+        match whole {
+            Some(w) if usable(&w) => self.entry.auth = Some(w),
+            // A damaged answer (its header may lie about the length): start again from the
+            // card's first byte at the next request, keeping nothing of it.
+            Some(_) => self.auth_chunk = None,
+            None => {}
         }
         self.note(jpki);
         Ok(chunk)
@@ -291,6 +295,8 @@ impl CertSource {
         };
         if usable(&bytes) {
             *self.slot(file) = Some(bytes.clone());
+        } else if file == CertificateFile::Authentication {
+            self.auth_chunk = None;
         }
         Ok(bytes)
     }
