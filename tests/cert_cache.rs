@@ -482,3 +482,52 @@ fn the_cache_off_writes_nothing() {
     assert_eq!(got[0], card[0]);
     assert!(!cache_files(&home).is_empty());
 }
+
+#[test]
+fn nothing_read_while_a_pin_is_verified_is_written() {
+    if !enabled() {
+        return;
+    }
+    let _g = serial();
+    let home = fresh_dir("after-login");
+    let card = harness_card();
+    // Logged in first, then the CA certificate: on a token that protects its certificates
+    // with the PIN (the phone's JPKI token), such a read proves nothing about who may read it,
+    // so nothing of this process goes to disk.
+    let out = home.join("ca.der");
+    let (ok, text) = tool(
+        &home,
+        &[],
+        &[
+            "--slot-index",
+            "0",
+            "--login",
+            "--pin",
+            AUTH_PIN,
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            "03",
+            "-o",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(std::fs::read(&out).expect("ca"), card[1]);
+    for f in cache_files(&home) {
+        let bytes = std::fs::read(&f).expect("cache file");
+        assert!(
+            !contains(&bytes, &card[1]),
+            "{}: the CA read after login",
+            f.display()
+        );
+    }
+    // Without a login, the same read is cached.
+    read_public(&home, &[]);
+    let all: Vec<u8> = cache_files(&home)
+        .iter()
+        .flat_map(|f| std::fs::read(f).expect("cache file"))
+        .collect();
+    assert!(contains(&all, &card[1]));
+}

@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 use super::cert::CertificateData;
 use super::cert_cache::{self, Entry};
 use super::config;
-use crate::card::{CardError, CertificateFile, JpkiCard, SfiSupport, Support};
+use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, SfiSupport, Support};
 
 /// Bytes of the identity chunk: one short READ BINARY.
 pub const CHUNK: usize = 256;
@@ -66,6 +66,9 @@ pub struct CertSource {
     stored: Entry,
     /// Extended-length support as last recorded for the reader.
     extended_noted: Support,
+    /// A certificate was read while a PIN was verified: this card's certificates are not
+    /// written to the cache in this process (it may protect them).
+    private_read: bool,
 }
 
 /// `(issuer, serial)` DER elements of a certificate from its first bytes, without needing
@@ -117,6 +120,13 @@ pub fn integer_content(tlv: &[u8]) -> Option<&[u8]> {
     let start = usize::try_from(u32::from(reader.position())).ok()?;
     let len = usize::try_from(u32::from(h.length)).ok()?;
     tlv.get(start..start.checked_add(len)?)
+}
+
+/// Whether nothing is verified on the card: a file read now is one anyone holding the card can
+/// read (on a card that protects its authentication certificate with the PIN, such as the
+/// phone's JPKI token, a read after login is not proof of that), so it may go to the cache.
+fn read_without_pin(jpki: &JpkiCard) -> bool {
+    !jpki.is_verified(KeyKind::Authentication) && !jpki.is_verified(KeyKind::Signature)
 }
 
 /// Whether certificate bytes read from the card may be kept (in memory for the insertion, and
@@ -173,6 +183,7 @@ impl CertSource {
             entry: Entry::default(),
             stored: Entry::default(),
             extended_noted: extended,
+            private_read: false,
         }
     }
 
@@ -184,6 +195,7 @@ impl CertSource {
         }
         // Look the card up in the cache as soon as the chunk names it; without a copy that
         // matches, the rest follows in the same transaction (the `rest_now` rule above).
+        let public = read_without_pin(jpki);
         let dir = self.dir.clone();
         let mut found: Option<(String, Option<Entry>)> = None;
         let (chunk, whole) =
@@ -234,7 +246,10 @@ impl CertSource {
             self.key = Some(key);
         }
         match whole {
-            Some(w) if usable(&w) => self.entry.auth = Some(w),
+            Some(w) if usable(&w) => {
+                self.entry.auth = Some(w);
+                self.private_read |= !public;
+            }
             // A damaged answer (its header may lie about the length): start again from the
             // card's first byte at the next request, keeping nothing of it.
             Some(_) => self.auth_chunk = None,
@@ -295,6 +310,10 @@ impl CertSource {
         };
         if usable(&bytes) {
             *self.slot(file) = Some(bytes.clone());
+            if !read_without_pin(jpki) {
+                // Kept in memory for this insertion, never written: see `read_without_pin`.
+                self.private_read = true;
+            }
         } else if file == CertificateFile::Authentication {
             self.auth_chunk = None;
         }
@@ -331,7 +350,7 @@ impl CertSource {
         if sfi != SfiSupport::default() {
             self.entry.sfi = Some(sfi);
         }
-        if self.entry != self.stored {
+        if self.entry != self.stored && !self.private_read {
             cert_cache::store(dir, key, &self.entry);
             self.stored = self.entry.clone();
         }
