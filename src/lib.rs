@@ -14,4 +14,5 @@
 pub mod card;
 pub mod core;
 mod ffi;
+pub mod history;
 pub mod transport;

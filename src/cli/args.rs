@@ -37,6 +37,10 @@ pub enum Command {
         which: PinWhich,
     },
     Info,
+    History {
+        since: Option<String>,
+        key: Option<KeyKind>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +75,7 @@ pub fn parse(argv: Vec<String>) -> Result<Args, String> {
                 );
             }
             "-h" | "--help" => words.insert(0, "help".into()),
-            "--dir" | "--key" | "--out" | "--ca" | "--module" => {
+            "--dir" | "--key" | "--out" | "--ca" | "--module" | "--since" => {
                 let v = value(&mut it, &a)?;
                 opts.push((a, Some(v)));
             }
@@ -153,6 +157,19 @@ pub fn parse(argv: Vec<String>) -> Result<Args, String> {
             allowed(&[])?;
             Command::Info
         }
+        ["history"] => {
+            allowed(&["--since", "--key"])?;
+            let key = match opt("--key").as_deref() {
+                None => None,
+                Some("sign") | Some("signature") => Some(KeyKind::Signature),
+                Some("auth") | Some("authentication") => Some(KeyKind::Authentication),
+                Some(other) => return Err(format!("--key must be sign or auth, not {other:?}")),
+            };
+            Command::History {
+                since: opt("--since"),
+                key,
+            }
+        }
         other => return Err(format!("unknown command {:?}", other.join(" "))),
     };
     Ok(Args {
@@ -193,5 +210,14 @@ mod tests {
             c => panic!("{c:?}"),
         }
         assert_eq!(p("").unwrap().command, Command::Help);
+        assert_eq!(
+            p("history --since 7d --key auth").unwrap().command,
+            Command::History {
+                since: Some("7d".into()),
+                key: Some(KeyKind::Authentication)
+            }
+        );
+        assert!(p("history --key x").is_err());
+        assert!(p("history --dir x").is_err());
     }
 }

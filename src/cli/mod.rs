@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cms;
 pub mod common;
 pub mod doctor;
+pub mod history;
 pub mod info;
 pub mod pin;
 pub mod status;
@@ -36,6 +37,10 @@ Commands:
   info                       print what the card-info input support application holds
                              (My Number, name, address, birth date, sex); asks for its
                              4-digit PIN; nothing is stored
+  history [--since WHEN] [--key auth|sign]
+                             what programs did with the card through the PKCS#11 module
+                             on this machine (program first); WHEN: 2026-01-31,
+                             2026-01-31T09:00, or back from now: 30m, 12h, 7d, 2w
 
 Options:
   --json        machine-readable output on stdout
@@ -81,5 +86,6 @@ fn dispatch(args: Args) -> Result<(), Failure> {
         } => cms::verify(&args, ca.as_deref(), &content, &signature),
         Command::PinChange { which } => pin::change(&args, which),
         Command::Info => info::run(&args),
+        Command::History { since, key } => history::run(&args, since.as_deref(), key),
     }
 }

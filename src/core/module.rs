@@ -18,6 +18,7 @@ use super::mechanism::{self, Hasher, MechanismParam, SignScheme, PSS_MECHANISMS}
 use super::object::{Object, ObjectHandle};
 use super::session::{KeyOperation, Operations, Session, SessionHandle};
 use super::token::{Card, LoginKind, TokenInfo, KINDS};
+use super::usage;
 use crate::card::{JpkiCard, KeyKind};
 use crate::transport::{ReaderState, Readers, TransportError};
 
@@ -500,7 +501,9 @@ impl Module {
             // The card has no security officer PIN. Refused without card traffic.
             _ => return Err(Error::UserTypeInvalid),
         };
-        s.card.login(s.kind, how, pin)
+        let result = s.card.login(s.kind, how, pin);
+        usage::pin_verified(&s.card, s.kind, &result);
+        result
     }
 
     /// `C_Logout`.
@@ -515,7 +518,9 @@ impl Module {
         if !s.rw {
             return Err(Error::Other(CKR_SESSION_READ_ONLY));
         }
-        s.card.change_pin(s.kind, old, new)
+        let result = s.card.change_pin(s.kind, old, new);
+        usage::pin_changed(&s.card, s.kind, &result);
+        result
     }
 
     /// `C_SessionCancel`: ends the operations named by `flags` (`CKF_SIGN`, `CKF_VERIFY`,
@@ -621,6 +626,8 @@ impl Module {
             public,
             scheme,
             multi_part: false,
+            mechanism: mech,
+            data_sha256: Default::default(),
         })
     }
 
@@ -667,7 +674,15 @@ impl Module {
         let mut ops = s.ops.lock();
         let mut op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
         op.scheme.update(data, op.key_len)?;
-        s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
+        sha2::Digest::update(&mut op.data_sha256, data);
+        Self::sign_on_card(&s, op)
+    }
+
+    /// The card signature ending a sign operation, recorded in the usage history.
+    fn sign_on_card(s: &Session, op: KeyOperation) -> Result<Vec<u8>> {
+        let result = s.card.sign(op.kind, &op.public, &op.scheme.finish()?);
+        usage::signed(&s.card, op.kind, op.mechanism, op.data_sha256, &result);
+        result
     }
 
     /// `C_SignUpdate`.
@@ -681,6 +696,7 @@ impl Module {
             ops.sign = None;
             return Err(e);
         }
+        sha2::Digest::update(&mut op.data_sha256, data);
         Ok(())
     }
 
@@ -689,7 +705,7 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
-        s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
+        Self::sign_on_card(&s, op)
     }
 
     /// `C_VerifyInit` with a mechanism without parameter.

@@ -17,6 +17,7 @@ use super::error::{Error, Result};
 use super::mechanism::{verify_input, SignInput};
 use super::object::{self, cert_files, pair_names, Object, ObjectHandle};
 use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, Pin, PinFormatError};
+use crate::history;
 
 /// Object handles are never reused within a process (also across C_Finalize/C_Initialize).
 static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
@@ -424,6 +425,15 @@ impl Card {
                     Ok(cert) => {
                         if kind == KeyKind::Authentication {
                             inner.auth_serial = Some(cert.serial_value.clone());
+                        } else {
+                            let (label, serial) =
+                                label_and_serial(inner.auth_serial.as_deref(), kind);
+                            let token = history::TokenRef {
+                                label,
+                                serial,
+                                key: kind,
+                            };
+                            super::usage::sign_certificate_read(&token);
                         }
                         CertObjects::Loaded(vec![
                             Arc::new(object::certificate(
@@ -544,30 +554,7 @@ impl Card {
                 }
             }
         }
-        // Serial: the authentication certificate's serial number in hex (last 16 digits);
-        // the label carries its last 8 digits so that two cards' tokens differ.
-        let serial = match &inner.auth_serial {
-            Some(s) => {
-                let hex: String = s
-                    .iter()
-                    .skip_while(|b| **b == 0)
-                    .map(|b| format!("{b:02X}"))
-                    .collect();
-                let hex = if hex.is_empty() { "0".to_string() } else { hex };
-                hex[hex.len().saturating_sub(16)..].to_string()
-            }
-            None => String::new(),
-        };
-        let tag = &serial[serial.len().saturating_sub(8)..];
-        let base = match kind {
-            KeyKind::Authentication => "JPKI Auth",
-            KeyKind::Signature => "JPKI Sign",
-        };
-        let label = if tag.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base} {tag}")
-        };
+        let (label, serial) = label_and_serial(inner.auth_serial.as_deref(), kind);
         let mut flags = CKF_WRITE_PROTECTED
             | CKF_LOGIN_REQUIRED
             | CKF_USER_PIN_INITIALIZED
@@ -583,6 +570,24 @@ impl Card {
             min_pin,
             max_pin,
         })
+    }
+
+    /// What the usage history names a token by (memory only, no card traffic).
+    pub fn history_ref(&self, kind: KeyKind) -> history::TokenRef {
+        let inner = self.inner.lock();
+        let (label, serial) = label_and_serial(inner.auth_serial.as_deref(), kind);
+        history::TokenRef {
+            label,
+            serial,
+            key: kind,
+        }
+    }
+
+    /// The last known PIN counter of a token (memory only).
+    pub fn known_tries(&self, kind: KeyKind) -> Option<u8> {
+        self.inner.lock().tokens[kind_index(kind)]
+            .tries
+            .map(|(t, _)| t)
     }
 
     /// `C_Login`. The PIN is checked locally first: a PIN that cannot be right for this key
@@ -772,6 +777,34 @@ impl Card {
             Err(e) => Err(self.card_error(&mut inner, e)),
         }
     }
+}
+
+/// Token label and serial. Serial: the authentication certificate's serial number in hex
+/// (last 16 digits); the label carries its last 8 digits so that two cards' tokens differ.
+fn label_and_serial(auth_serial: Option<&[u8]>, kind: KeyKind) -> (String, String) {
+    let serial = match auth_serial {
+        Some(s) => {
+            let hex: String = s
+                .iter()
+                .skip_while(|b| **b == 0)
+                .map(|b| format!("{b:02X}"))
+                .collect();
+            let hex = if hex.is_empty() { "0".to_string() } else { hex };
+            hex[hex.len().saturating_sub(16)..].to_string()
+        }
+        None => String::new(),
+    };
+    let tag = &serial[serial.len().saturating_sub(8)..];
+    let base = match kind {
+        KeyKind::Authentication => "JPKI Auth",
+        KeyKind::Signature => "JPKI Sign",
+    };
+    let label = if tag.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base} {tag}")
+    };
+    (label, serial)
 }
 
 /// `CKF_USER_PIN_*` flags from the retry counter.
