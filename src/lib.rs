@@ -15,4 +15,6 @@ pub mod card;
 pub mod core;
 mod ffi;
 pub mod history;
+pub mod notify;
+pub mod renewal;
 pub mod transport;

@@ -752,6 +752,34 @@ impl JpkiCard {
         })
     }
 
+    /// Label and serial number of EF 0006. The label is the first 32 bytes ([C]); the serial
+    /// is bytes 80..96 when the EF is the 160-byte `CK_TOKEN_INFO` one source describes ([1]):
+    /// `None` when the EF is shorter or that field is blank or not printable ASCII. Used to
+    /// name a token whose certificates cannot be read before a PIN (the smartphone's).
+    pub fn token_label_and_serial(&mut self) -> Result<(String, Option<String>), CardError> {
+        const SERIAL: std::ops::Range<usize> = 80..96;
+        self.with_session(|s| {
+            let (response, _) = s.read_start(EF_TOKEN_INFO, SERIAL.end as u16)?;
+            match response.sw {
+                StatusWord::OK | StatusWord::END_OF_FILE => {}
+                StatusWord::SECURITY_STATUS => return Err(CardError::SecurityStatusNotSatisfied),
+                sw => return Err(CardError::UnexpectedStatus(sw.0)),
+            }
+            let trim = |b: &[u8]| {
+                String::from_utf8_lossy(b)
+                    .trim_matches(|c: char| c == ' ' || c == '\0')
+                    .to_owned()
+            };
+            let data = &response.data;
+            let label = trim(&data[..data.len().min(TOKEN_LABEL_LEN as usize)]);
+            let serial = data
+                .get(SERIAL)
+                .map(trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()));
+            Ok((label, serial))
+        })
+    }
+
     /// Reads a certificate (raw DER bytes, exactly the DER object's length).
     /// [`CertificateFile::Signature`] answers `SecurityStatusNotSatisfied` before the signature
     /// password is verified.

@@ -330,6 +330,8 @@ pub struct CertSummary {
     pub not_before: String,
     pub not_after: String,
     pub days_left: i64,
+    /// Renewal state from the exact end of validity.
+    pub validity: jpki_pkcs11::renewal::Validity,
 }
 
 pub fn summarize(der_bytes: &[u8]) -> Option<CertSummary> {
@@ -350,6 +352,7 @@ pub fn summarize(der_bytes: &[u8]) -> Option<CertSummary> {
         not_before: date(&tbs.validity.not_before),
         not_after: date(&tbs.validity.not_after),
         days_left: (end - now).div_euclid(86_400),
+        validity: jpki_pkcs11::renewal::Validity::of(end, now),
     })
 }
 

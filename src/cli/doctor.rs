@@ -183,6 +183,35 @@ fn card_checks(findings: &mut Vec<Finding>, args: &Args) {
             Err(e) => findings.push(finding("pin", Level::Warning, format!("{name}: {e}"))),
         }
     }
+    certificate_checks(findings, &mut card);
+}
+
+/// Renewal reminder on the authentication certificate (readable without a PIN on the card;
+/// the signature certificate needs the password, so doctor does not read it).
+fn certificate_checks(findings: &mut Vec<Finding>, card: &mut JpkiCard) {
+    use jpki_pkcs11::card::CertificateFile;
+    use jpki_pkcs11::renewal::Validity;
+    let Ok(der) = card.read_certificate(CertificateFile::Authentication) else {
+        return;
+    };
+    let Some(s) = common::summarize(&der) else {
+        return;
+    };
+    match s.validity {
+        Validity::Valid { days_left } => findings.push(finding(
+            "certificate",
+            Level::Ok,
+            format!("authentication certificate valid until {} ({days_left} days)", s.not_after),
+        )),
+        v @ Validity::RenewalOpen { .. } => findings.push(
+            finding("certificate", Level::Warning, format!("the authentication certificate (valid until {}) {}", s.not_after, v.advice().unwrap_or_default()))
+                .fix("renewal takes one visit to the city office; the certificates keep working until the date above"),
+        ),
+        v @ Validity::Expired { .. } => findings.push(
+            finding("certificate", Level::Problem, format!("the authentication certificate (valid until {}) {}", s.not_after, v.advice().unwrap_or_default()))
+                .fix("until then, logins and signatures with this card are refused by sites that check validity"),
+        ),
+    }
 }
 
 fn registration_checks(findings: &mut Vec<Finding>, module: &Path) {

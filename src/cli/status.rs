@@ -22,15 +22,25 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-fn cert_json(der: &[u8]) -> Value {
+/// `own`: the holder's certificate (renewal advice applies), not a CA's.
+fn cert_json(der: &[u8], own: bool) -> Value {
     match summarize(der) {
-        Some(s) => json!({
-            "subject": s.subject,
-            "issuer": s.issuer,
-            "not_before": s.not_before,
-            "not_after": s.not_after,
-            "days_left": s.days_left,
-        }),
+        Some(s) => {
+            let mut v = json!({
+                "subject": s.subject,
+                "issuer": s.issuer,
+                "not_before": s.not_before,
+                "not_after": s.not_after,
+                "days_left": s.days_left,
+                "validity": s.validity.state(),
+            });
+            if own {
+                if let Some(a) = s.validity.advice() {
+                    v["warning"] = json!(a);
+                }
+            }
+            v
+        }
         None => json!({"error": "unparsable certificate"}),
     }
 }
@@ -61,7 +71,7 @@ fn card_report(card: &mut JpkiCard) -> Result<Value, Failure> {
         ("signature_ca", CertificateFile::SignatureCa),
     ] {
         match card.read_certificate(file) {
-            Ok(der) => certs.insert(name.into(), cert_json(&der)),
+            Ok(der) => certs.insert(name.into(), cert_json(&der, name == "authentication")),
             Err(e) => certs.insert(name.into(), json!({"error": e.to_string()})),
         };
     }
@@ -225,6 +235,9 @@ fn print_human(report: &Value) {
                     cert["not_before"].as_str().unwrap_or(""),
                     cert["not_after"].as_str().unwrap_or("")
                 );
+                if let Some(w) = cert["warning"].as_str() {
+                    println!("    WARNING: the certificate {w}");
+                }
             } else {
                 println!(
                     "  {name}: valid to {} ({when})",

@@ -28,6 +28,19 @@ pub struct Config {
     // ---- issue 15 knobs (usage history, notification) ----
     /// `JPKI_PKCS11_HISTORY=on|off` (default on): write the usage history (src/history).
     pub history: bool,
+    /// `JPKI_PKCS11_NOTIFY=sign|all|off` (default sign): desktop notification (src/notify).
+    pub notify: crate::notify::NotifyPolicy,
+}
+
+fn notify_policy() -> crate::notify::NotifyPolicy {
+    use crate::notify::NotifyPolicy;
+    match std::env::var("JPKI_PKCS11_NOTIFY") {
+        Err(_) => NotifyPolicy::Sign,
+        Ok(v) => NotifyPolicy::parse(&v).unwrap_or_else(|| {
+            log::warn!("JPKI_PKCS11_NOTIFY={v:?} is not 'sign', 'all' or 'off'; using 'sign'");
+            NotifyPolicy::Sign
+        }),
+    }
 }
 
 /// `on`/`off` knobs: the value, or `default` with a warning for anything else.
@@ -59,6 +72,7 @@ impl Config {
         Config {
             sign_cert_lookup,
             history: on_off("JPKI_PKCS11_HISTORY", true),
+            notify: notify_policy(),
         }
     }
 }

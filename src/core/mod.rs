@@ -9,6 +9,7 @@ pub mod error;
 pub mod mechanism;
 pub mod module;
 pub mod object;
+pub mod phone;
 pub mod session;
 pub mod token;
 pub mod usage;

@@ -16,6 +16,7 @@ use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::mechanism::{verify_input, SignInput};
 use super::object::{self, cert_files, pair_names, Object, ObjectHandle};
+use super::phone::{self, PhoneToken};
 use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, Pin, PinFormatError};
 use crate::history;
 
@@ -226,6 +227,28 @@ struct CardInner {
     tokens: [TokenState; 2],
     /// Serial number content octets of the authentication certificate (token serial, label tag).
     auth_serial: Option<Vec<u8>>,
+    /// Set when the token hides its authentication certificate before login (phone.rs).
+    phone: Option<PhoneToken>,
+}
+
+impl CardInner {
+    /// Token label and serial (stable for the card's insertion: on a phone token from EF 0006,
+    /// never from the certificate that appears at login).
+    fn identity(&self, kind: KeyKind) -> (String, String) {
+        match &self.phone {
+            Some(p) => label_and_tag(p.serial.clone().unwrap_or_default(), kind),
+            None => label_and_serial(self.auth_serial.as_deref(), kind),
+        }
+    }
+
+    /// A phone token was detected: its authentication token's certificates are not public.
+    fn became_phone(&mut self, p: PhoneToken) {
+        self.phone = Some(p);
+        let public_certs = [(CKA_PROFILE_ID, object::ulong(CKP_PUBLIC_CERTIFICATES_TOKEN))];
+        self.tokens[0]
+            .profiles
+            .retain(|o| !o.matches(&public_certs));
+    }
 }
 
 impl CardInner {
@@ -279,6 +302,7 @@ impl Card {
                 jpki,
                 tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
                 auth_serial: None,
+                phone: None,
             }),
         }
     }
@@ -417,17 +441,18 @@ impl Card {
                 return Err(Error::DeviceError);
             }
         }
-        // The signature certificate holds name and address: read only after the password.
-        let user_private = kind == KeyKind::Signature;
+        // The signature certificate holds name and address: read only after the password. On a
+        // phone token the authentication certificate too is private (phone.rs).
+        let user_private = kind == KeyKind::Signature || inner.phone.is_some();
         if want.user && wanted(&inner.tokens[idx].user) && (!user_private || logged_in) {
             let objects = match self.read_cert(inner, user_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
                     Ok(cert) => {
+                        crate::renewal::warn_once(kind, cert.not_after.as_ref());
                         if kind == KeyKind::Authentication {
                             inner.auth_serial = Some(cert.serial_value.clone());
                         } else {
-                            let (label, serial) =
-                                label_and_serial(inner.auth_serial.as_deref(), kind);
+                            let (label, serial) = inner.identity(kind);
                             let token = history::TokenRef {
                                 label,
                                 serial,
@@ -466,7 +491,13 @@ impl Card {
                         inner.tokens[idx].user.damaged()
                     }
                 },
-                Ok(ReadOutcome::NeedsLogin) => CertObjects::NeedsLogin,
+                Ok(ReadOutcome::NeedsLogin) => {
+                    if kind == KeyKind::Authentication && inner.phone.is_none() {
+                        let p = phone::detect(&mut inner.jpki);
+                        inner.became_phone(p);
+                    }
+                    CertObjects::NeedsLogin
+                }
                 Ok(ReadOutcome::Absent) => CertObjects::Absent,
                 Err(e) => return Err(e),
             };
@@ -487,7 +518,19 @@ impl Card {
     ) -> Result<Vec<ObjectHandle>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        let want = Files::for_template(kind, template);
+        let mut want = Files::for_template(kind, template);
+        // Whether the authentication token declares CKP_PUBLIC_CERTIFICATES_TOKEN depends on
+        // it being a phone token, which its certificate tells (phone.rs): a search that may
+        // list profiles reads it first (token_info has normally read it already).
+        let may_list_profiles = template
+            .iter()
+            .all(|(t, v)| *t != CKA_CLASS || *v == object::ulong(CKO_PROFILE));
+        if kind == KeyKind::Authentication
+            && may_list_profiles
+            && matches!(inner.tokens[0].user, CertObjects::Pending)
+        {
+            want.user = true;
+        }
         log::trace!(
             "search on {kind:?}: attribute types {:x?}, may read {want:?}",
             template.iter().map(|(t, _)| *t).collect::<Vec<_>>()
@@ -554,7 +597,7 @@ impl Card {
                 }
             }
         }
-        let (label, serial) = label_and_serial(inner.auth_serial.as_deref(), kind);
+        let (label, serial) = inner.identity(kind);
         let mut flags = CKF_WRITE_PROTECTED
             | CKF_LOGIN_REQUIRED
             | CKF_USER_PIN_INITIALIZED
@@ -575,7 +618,7 @@ impl Card {
     /// What the usage history names a token by (memory only, no card traffic).
     pub fn history_ref(&self, kind: KeyKind) -> history::TokenRef {
         let inner = self.inner.lock();
-        let (label, serial) = label_and_serial(inner.auth_serial.as_deref(), kind);
+        let (label, serial) = inner.identity(kind);
         history::TokenRef {
             label,
             serial,
@@ -794,7 +837,15 @@ fn label_and_serial(auth_serial: Option<&[u8]>, kind: KeyKind) -> (String, Strin
         }
         None => String::new(),
     };
-    let tag = &serial[serial.len().saturating_sub(8)..];
+    label_and_tag(serial, kind)
+}
+
+/// Label `JPKI Auth|Sign <last 8 characters of serial>` and the serial.
+fn label_and_tag(serial: String, kind: KeyKind) -> (String, String) {
+    let tag: String = {
+        let chars: Vec<char> = serial.chars().collect();
+        chars[chars.len().saturating_sub(8)..].iter().collect()
+    };
     let base = match kind {
         KeyKind::Authentication => "JPKI Auth",
         KeyKind::Signature => "JPKI Sign",
