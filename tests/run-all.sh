@@ -79,6 +79,14 @@ echo "== two readers, two cards"
 step "[2 cards] cargo test --test environment" \
     "$harness" --cards 2 -- cargo test -q --locked --test environment -- --test-threads=1
 
+echo "== the smartphone token (virtual card profile phone)"
+# The suites whose clients must log in and sign on the phone token. Not here: suites that
+# expect the card's public authentication certificate before login (pkcs11-tool.sh,
+# ssh.sh's `ssh-keygen -D` listing; see docs/phone-token.md).
+for s in phone history tls firefox; do
+    step "[phone] $s.sh" "$harness" --profile phone -- bash "tests/integration/$s.sh"
+done
+
 echo "== other suites"
 [ -x tests/package.sh ] && step "Debian package: build, install, use" bash tests/package.sh
 [ -x tests/fuzz.sh ] && step "fuzzing (short budget)" bash tests/fuzz.sh
