@@ -21,7 +21,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
-use jpki_pkcs11::core::{Error, Module};
+use jpki_pkcs11::pkcs11::{Error, Module};
 use robust::*;
 
 fn env_number(name: &str, default: u64) -> u64 {

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
-use jpki_pkcs11::core::{Error, Module};
+use jpki_pkcs11::pkcs11::{Error, Module};
 use robust::*;
 
 /// A logged-in session on `slot` and its private key.

@@ -21,7 +21,7 @@ mod robust;
 use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
-use jpki_pkcs11::core::Module;
+use jpki_pkcs11::pkcs11::Module;
 use jpki_pkcs11::transport::pcsc::APDU_TIMEOUT;
 use robust::*;
 

@@ -59,7 +59,7 @@ pub fn run(args: &Args, since: Option<&str>, key: Option<KeyKind>) -> Result<(),
     }
     if entries.is_empty() {
         println!("No card use recorded in {}.", dir.display());
-        if !jpki_pkcs11::core::config::get().history {
+        if !jpki_pkcs11::pkcs11::config::get().history {
             println!("(The history is switched off: JPKI_PKCS11_HISTORY=off.)");
         }
         return Ok(());

@@ -6,7 +6,7 @@ use cryptoki_sys::*;
 
 use super::functions::*;
 use super::{guard, ptr};
-use crate::core::Error;
+use crate::pkcs11::Error;
 
 macro_rules! function_list {
     ($ty:ident, $version:expr, $get_info:expr, { $($extra:ident),* }) => {

@@ -2,7 +2,7 @@
 //!
 //! Each function converts its pointers through [`ptr`] (the one module that touches raw
 //! memory), runs inside [`guard`] (a panic becomes `CKR_GENERAL_ERROR`), calls the core, and
-//! turns the core's error into a `CK_RV` through [`crate::core::Error::rv`] — in one place.
+//! turns the core's error into a `CK_RV` through [`crate::pkcs11::Error::rv`] — in one place.
 
 // The safety contract of every `unsafe extern "C"` function here is the PKCS#11 specification's
 // contract on the caller's pointers; see `ptr`.
@@ -20,7 +20,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use cryptoki_sys::*;
 
-use crate::core::Result;
+use crate::pkcs11::Result;
 
 /// Runs the body of an exported function: unwinding stops here, errors become `CK_RV`.
 pub(crate) fn guard(f: impl FnOnce() -> Result<()>) -> CK_RV {

@@ -9,7 +9,7 @@ use std::ffi::c_void;
 
 use cryptoki_sys::*;
 
-use crate::core::{Error, Result};
+use crate::pkcs11::{Error, Result};
 
 /// A caller's element count for a buffer of `T`s. No buffer can hold more than `isize::MAX`
 /// bytes, so a larger claim is a lie (`CKR_ARGUMENTS_BAD`), refused before any slice is formed.
@@ -186,8 +186,8 @@ pub unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<CK_MECHANISM_TYPE> {
 /// read (when the length is exactly its size); any other non-empty parameter is `Other`.
 pub unsafe fn mechanism_with_param(
     p: *const CK_MECHANISM,
-) -> Result<(CK_MECHANISM_TYPE, crate::core::mechanism::MechanismParam)> {
-    use crate::core::mechanism::{MechanismParam, PssParams};
+) -> Result<(CK_MECHANISM_TYPE, crate::pkcs11::mechanism::MechanismParam)> {
+    use crate::pkcs11::mechanism::{MechanismParam, PssParams};
     let m = unsafe { input(p) }?;
     let n = len(m.ulParameterLen)?;
     let param = if m.pParameter.is_null() || n == 0 {

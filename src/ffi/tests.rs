@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use super::functions::*;
 use super::lists::*;
-use crate::core::module;
+use crate::pkcs11::module;
 use crate::transport::in_process::{InProcessReaders, SimulatedCard};
 
 /// The module state is global: one test at a time.

@@ -136,11 +136,11 @@ fn program_path() -> String {
         .unwrap_or_default()
 }
 
-/// Whether the history is written (`JPKI_PKCS11_HISTORY`, see `core::config`). Never from
+/// Whether the history is written (`JPKI_PKCS11_HISTORY`, see `pkcs11::config`). Never from
 /// this crate's unit tests, which must not write to the developer's home (the PC/SC suites
 /// write it to the harness's directory and check it).
 fn enabled() -> bool {
-    !cfg!(test) && crate::core::config::get().history
+    !cfg!(test) && crate::pkcs11::config::get().history
 }
 
 /// The directory written to, if any.

@@ -3,7 +3,7 @@
 //! A signature with the signature key has the force of a handwritten seal, so by default the
 //! holder is told each time: a freedesktop notification on the D-Bus session bus
 //! (`DBUS_SESSION_BUS_ADDRESS`) naming the program that caused it. Policy
-//! (`JPKI_PKCS11_NOTIFY`, see `core::config`): `sign` (default: signature key only), `all`
+//! (`JPKI_PKCS11_NOTIFY`, see `pkcs11::config`): `sign` (default: signature key only), `all`
 //! (also the authentication key, which signs at every TLS or SSH login and would otherwise be
 //! noisy), `off`.
 //!

@@ -2,8 +2,17 @@
 # Runs a command against the real PC/SC stack: a private pcscd with the vpcd driver and one or
 # more virtual My Number Cards of this project, then stops exactly the processes it started.
 #
-#   tests/harness/with-card.sh [--profile conservative|extended] [--cards N]
-#                              [--latency APDU_MS SIGN_MS] [--workdir DIR] -- COMMAND [ARGS...]
+#   tests/harness/with-card.sh [--profile conservative|extended|phone] [--cards N]
+#                              [--latency APDU_MS SIGN_MS] [--workdir DIR]
+#                              [--extended-apdu card|accept|refuse|sw:XXXX|drop]
+#                              [--cert-days N | --not-after YYYY-MM-DD] -- COMMAND [ARGS...]
+#
+# --extended-apdu: how the card and reader answer an extended-length READ BINARY (default
+#   `card`: the profile decides; see tests/virtual-card/README.md). Default from the
+#   environment variable JPKI_TEST_EXTENDED_APDU.
+# --cert-days N: the cards' end-entity certificates expire in N days (negative: expired N days
+#   ago); --not-after DATE: they expire on DATE. Defaults from JPKI_TEST_CERT_DAYS /
+#   JPKI_TEST_NOT_AFTER; without either the fixed 2025-10-27 → 2030-10-26 certificates.
 #
 # Why a private namespace: pcscd's client socket is a fixed path (/run/pcscd/pcscd.comm) and the
 # vpcd driver listens on all addresses, so anyone on the network could "play" the card. We run
@@ -15,7 +24,9 @@
 # COMMAND sees (environment):
 #   JPKI_PCSC_TEST=1               integration tests run (and fail if no card is found)
 #   JPKI_TEST_WORKDIR              the harness's directory (logs, state files, sockets)
-#   JPKI_TEST_PROFILE              conservative | extended
+#   JPKI_TEST_PROFILE              conservative | extended | phone
+#   JPKI_TEST_EXTENDED_APDU        the extended-APDU mode the cards started with
+#   JPKI_TEST_CERT_DAYS / JPKI_TEST_NOT_AFTER   as given (empty when not given)
 #   JPKI_TEST_CARDS                number of cards/readers
 #   JPKI_TEST_CONTROL[_i]          control socket of card i (card 0 without suffix)
 #   JPKI_TEST_APDU_LOG[_i]         APDU log of card i
@@ -38,9 +49,15 @@ cards=1
 apdu_latency=0
 sign_latency=0
 workdir=""
+extended_apdu=${JPKI_TEST_EXTENDED_APDU:-card}
+cert_days=${JPKI_TEST_CERT_DAYS:-}
+not_after=${JPKI_TEST_NOT_AFTER:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile=$2; shift 2 ;;
+        --extended-apdu) extended_apdu=$2; shift 2 ;;
+        --cert-days) cert_days=$2; not_after=""; shift 2 ;;
+        --not-after) not_after=$2; cert_days=""; shift 2 ;;
         --cards) cards=$2; shift 2 ;;
         --latency) apdu_latency=$2; sign_latency=$3; shift 3 ;;
         --workdir) workdir=$2; shift 2 ;;
@@ -52,12 +69,25 @@ done
 # One vpcd driver instance gives two readers; a second instance's second reader never saw its
 # card in our trials, so the harness offers one or two cards.
 case "$cards" in 1|2) ;; *) echo "with-card.sh: --cards must be 1 or 2" >&2; exit 2 ;; esac
+case "$profile" in conservative|extended|phone) ;;
+    *) echo "with-card.sh: --profile must be conservative, extended or phone" >&2; exit 2 ;; esac
+case "$extended_apdu" in card|accept|refuse|drop|sw:[0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f][0-9A-Fa-f]) ;;
+    *) echo "with-card.sh: --extended-apdu must be card, accept, refuse, sw:XXXX or drop" >&2; exit 2 ;; esac
+if [ -n "$cert_days" ] && [ -n "$not_after" ]; then
+    echo "with-card.sh: give --cert-days or --not-after, not both" >&2; exit 2
+fi
+case "$cert_days" in ''|-[0-9]*|[0-9]*) ;; *) echo "with-card.sh: --cert-days needs a number" >&2; exit 2 ;; esac
 
 # Step 1: enter a private mount + network namespace (re-executing this script inside it).
 if [ -z "${JPKI_HARNESS_INSIDE:-}" ]; then
     export JPKI_HARNESS_INSIDE=1
-    args=(--profile "$profile" --cards "$cards" --latency "$apdu_latency" "$sign_latency")
+    args=(--profile "$profile" --cards "$cards" --latency "$apdu_latency" "$sign_latency"
+          --extended-apdu "$extended_apdu")
     [ -n "$workdir" ] && args+=(--workdir "$workdir")
+    [ -n "$cert_days" ] && args+=(--cert-days "$cert_days")
+    [ -n "$not_after" ] && args+=(--not-after "$not_after")
+    # The inner run takes these from its arguments only.
+    unset JPKI_TEST_CERT_DAYS JPKI_TEST_NOT_AFTER
     if [ "$(id -u)" = 0 ]; then
         exec unshare --mount --net --propagation private "$0" "${args[@]}" -- "$@"
     else
@@ -133,13 +163,17 @@ for _ in \$(seq 1 100); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.05; do
 SH
 chmod +x "$workdir/restart-pcscd.sh"
 
+cert_args=()
+[ -n "$cert_days" ] && cert_args=(--cert-days "$cert_days")
+[ -n "$not_after" ] && cert_args=(--not-after "$not_after")
 for i in $(seq 0 $((cards - 1))); do
     suffix=""
     [ "$i" -gt 0 ] && suffix="_$i"
     "$card_bin" run --state "$workdir/card$i.state" --seed $((1 + i)) --profile "$profile" \
         --host 127.0.0.1 --port $((base_port + i)) --control "$workdir/card$i.ctl" \
         --apdu-log "$workdir/card$i.apdu" --apdu-latency-ms "$apdu_latency" \
-        --sign-latency-ms "$sign_latency" >>"$workdir/card$i.log" 2>&1 &
+        --sign-latency-ms "$sign_latency" --extended-apdu "$extended_apdu" \
+        ${cert_args[@]+"${cert_args[@]}"} >>"$workdir/card$i.log" 2>&1 &
     pids+=("$!")
     export "JPKI_TEST_CONTROL$suffix=$workdir/card$i.ctl"
     export "JPKI_TEST_APDU_LOG$suffix=$workdir/card$i.apdu"
@@ -157,7 +191,8 @@ done
 
 export JPKI_PCSC_TEST=1 JPKI_TEST_WORKDIR="$workdir" JPKI_TEST_PROFILE="$profile" \
     JPKI_TEST_CARDS="$cards" JPKI_TEST_CARD_BIN="$card_bin" JPKI_TEST_PCSCD_PID="$pcscd_pid" \
-    JPKI_TEST_RESTART_PCSCD="$workdir/restart-pcscd.sh"
+    JPKI_TEST_RESTART_PCSCD="$workdir/restart-pcscd.sh" JPKI_TEST_EXTENDED_APDU="$extended_apdu" \
+    JPKI_TEST_CERT_DAYS="$cert_days" JPKI_TEST_NOT_AFTER="$not_after"
 # The module's usage history (issue 15) goes to the harness's directory, never to the
 # developer's own ~/.local/state.
 export XDG_STATE_HOME="$workdir/state"

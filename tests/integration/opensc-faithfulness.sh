@@ -2,7 +2,15 @@
 # Faithfulness check of the virtual card: OpenSC, which nobody here wrote, must recognise it as a
 # My Number Card (its `jpki` driver), show both JPKI tokens and sign with both keys; the
 # signatures must verify with openssl against the certificates read back through OpenSC.
-# Runs inside tests/harness/with-card.sh (both profiles).
+# Runs inside tests/harness/with-card.sh (all profiles).
+#
+# Phone profile (the Android token, auth certificate behind the auth PIN): OpenSC 0.23 finds it
+# by the SELECT-AID probe, names it jpki and shows both tokens, but its jpki emulation reads the
+# authentication certificate while binding, gets 6982, and then lists no certificate at all,
+# not even the CA certificates (nor after login); the authentication public key shows as "RSA 0 bits" (MODULUS_BITS fails with
+# CKR_GENERAL_ERROR) and the token still claims CKP_PUBLIC_CERTIFICATES_TOKEN. Signing with both
+# keys works. This script checks exactly that, and verifies the signatures against the
+# certificates exported from the card's state file.
 set -euo pipefail
 : "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
 opensc=${OPENSC_MODULE:-/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so}
@@ -19,8 +27,16 @@ check "opensc-tool identifies the card as jpki" [ "$(opensc-tool --reader 0 --na
 p11 -L >"$w/slots"
 check "OpenSC shows the authentication token" grep -q 'JPKI (User Authentication PIN)' "$w/slots"
 check "OpenSC shows the signature token" grep -q 'JPKI (Digital Signature PIN)' "$w/slots"
-p11 -O >"$w/objects"
-check "OpenSC lists the authentication certificate" grep -q 'User Authentication Certificate' "$w/objects"
+p11 -O >"$w/objects" 2>"$w/objects.err" || true
+if [ "${JPKI_TEST_PROFILE:-}" = phone ]; then
+    if grep -q 'User Authentication Certificate' "$w/objects"; then
+        echo "not ok - the phone's authentication certificate is listed without the PIN" >&2; exit 1
+    fi
+    ok "OpenSC cannot list the phone's authentication certificate (6982 before the PIN)"
+    "$vc" export --state "$JPKI_TEST_STATE" --out "$w/export" >/dev/null
+else
+    check "OpenSC lists the authentication certificate" grep -q 'User Authentication Certificate' "$w/objects"
+fi
 if grep -q 'Digital Signature Certificate$' "$w/objects"; then
     echo "not ok - the signature certificate is listed without the password" >&2; exit 1
 fi
@@ -30,8 +46,13 @@ echo "a message signed by the virtual My Number Card" >"$w/msg"
 sign_and_verify() { # slot-index pin id name
     p11 --slot-index "$1" --login --pin "$2" --id "$3" -s -m SHA256-RSA-PKCS \
         -i "$w/msg" -o "$w/$4.sig" >/dev/null 2>&1
-    p11 --slot-index "$1" --login --pin "$2" --read-object --type cert --id "$3" \
-        -o "$w/$4.der" >/dev/null 2>&1
+    if [ "${JPKI_TEST_PROFILE:-}" = phone ]; then
+        case $4 in authentication) cp "$w/export/auth_cert.der" "$w/$4.der" ;;
+                   *) cp "$w/export/sign_cert.der" "$w/$4.der" ;; esac
+    else
+        p11 --slot-index "$1" --login --pin "$2" --read-object --type cert --id "$3" \
+            -o "$w/$4.der" >/dev/null 2>&1
+    fi
     openssl x509 -inform DER -in "$w/$4.der" -pubkey -noout >"$w/$4.pub"
     openssl dgst -sha256 -verify "$w/$4.pub" -signature "$w/$4.sig" "$w/msg" >/dev/null
     ok "OpenSC signs with the $4 key (SHA256-RSA-PKCS) and openssl verifies it"
@@ -39,9 +60,18 @@ sign_and_verify() { # slot-index pin id name
 sign_and_verify 0 1234 01 authentication
 sign_and_verify 1 ABC123 02 signature
 
-# The certificates chain to the card's CA certificates, as read through OpenSC.
-p11 --read-object --type cert --id 03 -o "$w/auth_ca.der" >/dev/null 2>&1
-p11 --read-object --type cert --id 04 -o "$w/sign_ca.der" >/dev/null 2>&1
+# The certificates chain to the card's CA certificates, as read through OpenSC (phone: as
+# exported, since OpenSC lists none there).
+if [ "${JPKI_TEST_PROFILE:-}" = phone ]; then
+    if p11 --read-object --type cert --id 03 -o "$w/auth_ca.der" >/dev/null 2>&1; then
+        echo "# OpenSC now reads the phone's CA certificates: update the note at the top"
+    fi
+    cp "$w/export/auth_ca_cert.der" "$w/auth_ca.der"
+    cp "$w/export/sign_ca_cert.der" "$w/sign_ca.der"
+else
+    p11 --read-object --type cert --id 03 -o "$w/auth_ca.der" >/dev/null 2>&1
+    p11 --read-object --type cert --id 04 -o "$w/sign_ca.der" >/dev/null 2>&1
+fi
 for n in authentication signature auth_ca sign_ca; do
     openssl x509 -inform DER -in "$w/$n.der" -out "$w/$n.pem"
 done

@@ -1,7 +1,7 @@
 //! Helpers shared by the robustness tests that run the core through pcscd inside
 //! `tests/harness/with-card.sh` (faults, environment, concurrency).
 //!
-//! They drive `jpki_pkcs11::core::Module` directly (the layer under the C functions, same
+//! They drive `jpki_pkcs11::pkcs11::Module` directly (the layer under the C functions, same
 //! behaviour, same `CK_RV`s through [`Error::rv`]) over the real PC/SC transport, and the
 //! virtual card through its control socket.
 
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use cryptoki_sys::*;
 use der::{Decode, Encode};
-use jpki_pkcs11::core::object::{ulong, AttrLookup};
-use jpki_pkcs11::core::{Error, Module};
+use jpki_pkcs11::pkcs11::object::{ulong, AttrLookup};
+use jpki_pkcs11::pkcs11::{Error, Module};
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};

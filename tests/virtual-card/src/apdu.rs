@@ -1,7 +1,9 @@
 //! ISO/IEC 7816-4 short APDU parsing and the status words the card answers.
 //!
-//! Only short APDUs exist on this card (jpki-card.md §1.2 [C]); an extended-length command
-//! (a zero byte where a short Lc would be) is answered 6700.
+//! Every open tool uses short APDUs only. An extended-length command (a zero byte where a
+//! short Lc would be) is answered 6700 by [`Command::parse`]; whether the card and the reader
+//! carry an extended READ BINARY is decided by the card's extended-APDU mode, which parses it
+//! with [`Command::parse_extended`].
 
 /// Status words used by the card (ISO/IEC 7816-4 meanings).
 pub mod sw {
@@ -88,6 +90,51 @@ impl<'a> Command<'a> {
             le,
         })
     }
+
+    /// Whether `bytes` is an extended-length APDU (ISO 7816-3 cases 2E–4E): after the header
+    /// a zero byte followed by at least two more bytes (a short Lc is never zero).
+    pub fn is_extended(bytes: &[u8]) -> bool {
+        bytes.len() >= 7 && bytes[4] == 0
+    }
+
+    /// Parses an extended-length APDU: `00 Le1 Le2` (case 2E, Le 0000 = 65536), or
+    /// `00 Lc1 Lc2 data [Le1 Le2]` (cases 3E/4E). Anything else gives `Err(6700)`.
+    pub fn parse_extended(bytes: &'a [u8]) -> Result<Command<'a>, u16> {
+        if !Self::is_extended(bytes) {
+            return Err(sw::WRONG_LENGTH);
+        }
+        let two = |hi: u8, lo: u8| usize::from(u16::from_be_bytes([hi, lo]));
+        let decode_le = |hi: u8, lo: u8| match two(hi, lo) {
+            0 => 65536,
+            n => n,
+        };
+        let body = &bytes[5..];
+        let (data, le): (&[u8], Option<usize>) = match body {
+            [hi, lo] => (&[], Some(decode_le(*hi, *lo))),
+            [hi, lo, rest @ ..] => {
+                let lc = two(*hi, *lo);
+                if lc == 0 {
+                    return Err(sw::WRONG_LENGTH);
+                }
+                if rest.len() == lc {
+                    (rest, None)
+                } else if rest.len() == lc + 2 {
+                    (&rest[..lc], Some(decode_le(rest[lc], rest[lc + 1])))
+                } else {
+                    return Err(sw::WRONG_LENGTH);
+                }
+            }
+            _ => return Err(sw::WRONG_LENGTH),
+        };
+        Ok(Command {
+            cla: bytes[0],
+            ins: bytes[1],
+            p1: bytes[2],
+            p2: bytes[3],
+            data,
+            le,
+        })
+    }
 }
 
 /// A response APDU before serialisation.
@@ -168,6 +215,22 @@ mod tests {
         ] {
             assert_eq!(Command::parse(bad), Err(sw::WRONG_LENGTH), "{bad:02x?}");
         }
+    }
+
+    #[test]
+    fn parses_extended_length() {
+        assert!(Command::is_extended(&[0, 0xB0, 0, 0, 0, 0, 0]));
+        assert!(!Command::is_extended(&[0, 0xB0, 0, 0, 0]));
+        let c = Command::parse_extended(&[0, 0xB0, 0, 0, 0, 0, 0]).unwrap();
+        assert_eq!((c.data.len(), c.le), (0, Some(65536)));
+        let c = Command::parse_extended(&[0, 0xB0, 0, 4, 0, 0x01, 0x02]).unwrap();
+        assert_eq!((c.p2, c.le), (4, Some(0x102)));
+        let c = Command::parse_extended(&[0x80, 0x2A, 0, 0x80, 0, 0, 1, 0xAA, 0, 0]).unwrap();
+        assert_eq!((c.data, c.le), (&[0xAAu8][..], Some(65536)));
+        assert_eq!(
+            Command::parse_extended(&[0, 0xB0, 0, 0, 0, 0, 0, 0]),
+            Err(sw::WRONG_LENGTH)
+        );
     }
 
     #[test]

@@ -44,6 +44,14 @@ pub const ATRS: [&[u8]; 9] = [
     ],
 ];
 
+/// ATR of the `phone` profile: what a PC/SC reader (PC/SC part 3) builds for an ISO 14443-4
+/// Type A target without historical bytes, as an Android phone's NFC card emulation presents
+/// itself. Assumption: no phone ATR is documented.
+pub const PHONE_ATR: &[u8] = &[0x3B, 0x80, 0x80, 0x01, 0x01];
+
+/// Token label (EF 0006) of the Android smartphone JPKI token (スマホ用電子証明書) [C].
+pub const PHONE_TOKEN_LABEL: &str = "JPKIAPGPSETOKEN";
+
 /// How much of the single-source ([1]) behaviour the card shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -55,6 +63,20 @@ pub enum Profile {
     Extended,
 }
 
+/// What answers as the JPKI application. A separate axis from [`Profile`]: the harness's
+/// `phone` profile is the conservative command set on the phone token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Token {
+    /// The plastic My Number Card (EF 0006 `JPKIAPICCTOKEN2`).
+    #[default]
+    Card,
+    /// The Android smartphone's JPKI token seen through a PC reader: EF 0006 label
+    /// `JPKIAPGPSETOKEN` [C], the authentication certificate EF answers 6982 until the
+    /// authentication PIN was verified in this card session [1], only the JPKI AP
+    /// (assumption), and [`PHONE_ATR`] (assumption).
+    Phone,
+}
+
 impl FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -62,6 +84,60 @@ impl FromStr for Profile {
             "conservative" => Ok(Profile::Conservative),
             "extended" => Ok(Profile::Extended),
             other => Err(format!("unknown profile {other:?} (conservative|extended)")),
+        }
+    }
+}
+
+/// What happens to an extended-length APDU (Le or Lc in 3 bytes), by card and reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExtendedApdu {
+    /// The profile decides: `extended` answers an extended READ BINARY with up to the whole
+    /// rest of the EF; `conservative` (and so the harness's `phone`) answers 6700.
+    Card,
+    /// Every profile answers an extended READ BINARY with up to the whole rest of the EF.
+    Accept,
+    /// The card answers 6700 (wrong length).
+    Refuse,
+    /// The card answers this status word.
+    Sw(u16),
+    /// The reader cannot carry it: the card never sees it and no answer comes back. Through
+    /// vpcd the connection is closed without an answer: that transmit returns an empty
+    /// response (0 bytes, no status word) and the following ones fail with
+    /// SCARD_E_NOT_TRANSACTED until vpcd reconnects (about 0.4 s); the card stays powered with
+    /// its state. In process, [`VirtualCard::process_apdu`] returns an empty vector.
+    Drop,
+}
+
+impl FromStr for ExtendedApdu {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        match lower.as_str() {
+            "card" => Ok(ExtendedApdu::Card),
+            "accept" => Ok(ExtendedApdu::Accept),
+            "refuse" => Ok(ExtendedApdu::Refuse),
+            "drop" => Ok(ExtendedApdu::Drop),
+            _ => match lower
+                .strip_prefix("sw:")
+                .map(|h| (h.len(), u16::from_str_radix(h, 16)))
+            {
+                Some((4, Ok(sw))) => Ok(ExtendedApdu::Sw(sw)),
+                _ => Err(format!(
+                    "unknown extended-APDU mode {s:?} (card|accept|refuse|sw:XXXX|drop)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ExtendedApdu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExtendedApdu::Card => f.write_str("card"),
+            ExtendedApdu::Accept => f.write_str("accept"),
+            ExtendedApdu::Refuse => f.write_str("refuse"),
+            ExtendedApdu::Sw(sw) => write!(f, "sw:{sw:04X}"),
+            ExtendedApdu::Drop => f.write_str("drop"),
         }
     }
 }
@@ -103,6 +179,13 @@ impl Application {
 
     fn from_aid(aid: &[u8]) -> Option<Application> {
         Application::ALL.into_iter().find(|a| a.aid() == aid)
+    }
+
+    /// Whether the profile's token has this AP. The phone token is assumed to carry only the
+    /// JPKI AP: the smartphone service holds the two JPKI certificates, not the card surface
+    /// or the My Number (assumption).
+    fn present_on(self, token: Token) -> bool {
+        token != Token::Phone || self == Application::Jpki
     }
 }
 
@@ -216,6 +299,12 @@ pub struct Stats {
     pub malformed_change_count: u64,
     pub signatures: u64,
     pub power_ons: u64,
+    /// Extended-length APDUs sent to the card's reader, whatever the answer (those the reader
+    /// dropped included).
+    pub extended_apdus: u64,
+    /// APDUs the reader could not carry (extended-APDU mode `drop`): they never reached the
+    /// card, so `apdus`, `command_bytes` and `per_ins` do not count them.
+    pub reader_refused_apdus: u64,
     /// Per-INS counts, key = INS as two lower-case hex digits.
     pub per_ins: BTreeMap<String, u64>,
 }
@@ -229,6 +318,10 @@ pub struct Reply {
     pub delay_ms: u64,
     /// Close the connection after sending `response` (the card was removed).
     pub disconnect: bool,
+    /// The reader failed to carry the command: close the connection without an answer (vpcd
+    /// reports a failed transmit) but keep the card inserted, powered and in its state, and
+    /// connect again at once.
+    pub reader_error: bool,
     /// The command as it may be logged: hex, with PIN bytes of VERIFY/CHANGE REFERENCE DATA
     /// replaced by `<redacted len=N format=ok|malformed|unknown>`.
     pub command_for_log: String,
@@ -263,6 +356,8 @@ pub struct VirtualCard {
     pending: Option<Vec<u8>>,
     latency_ms: (u64, u64),
     info: ExecInfo,
+    extended_apdu: ExtendedApdu,
+    token: Token,
 }
 
 /// Length of the certificate EFs: the DER plus FF filler up to the next 256-byte boundary,
@@ -311,6 +406,8 @@ impl VirtualCard {
             pending: None,
             latency_ms: (0, 0),
             info: ExecInfo::default(),
+            extended_apdu: ExtendedApdu::Card,
+            token: Token::Card,
         };
         card.power_on();
         card
@@ -346,12 +443,16 @@ impl VirtualCard {
         self.powered
     }
 
-    /// The ATR in use (jpki-card.md §1.1).
+    /// The ATR in use (one of [`ATRS`]); [`PHONE_ATR`] on the phone profile.
     pub fn atr(&self) -> Vec<u8> {
+        if self.token == Token::Phone {
+            return PHONE_ATR.to_vec();
+        }
         ATRS[self.atr_index % ATRS.len()].to_vec()
     }
 
-    /// Chooses the ATR from [`ATRS`] (index taken modulo the table length).
+    /// Chooses the ATR from [`ATRS`] (index taken modulo the table length; not used by the
+    /// phone profile).
     pub fn set_atr_index(&mut self, i: usize) {
         self.atr_index = i % ATRS.len();
     }
@@ -360,8 +461,32 @@ impl VirtualCard {
         self.profile
     }
 
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// Makes this the plastic card or the phone token (also changes the ATR).
+    pub fn set_token(&mut self, token: Token) {
+        self.token = token;
+    }
+
     pub fn state(&self) -> &CardState {
         &self.state
+    }
+
+    /// The persistent state, for changes behind the driver's back (e.g. renewed
+    /// certificates). The caller saves it.
+    pub fn state_mut(&mut self) -> &mut CardState {
+        &mut self.state
+    }
+
+    pub fn extended_apdu(&self) -> ExtendedApdu {
+        self.extended_apdu
+    }
+
+    /// How extended-length APDUs are answered from now on.
+    pub fn set_extended_apdu(&mut self, mode: ExtendedApdu) {
+        self.extended_apdu = mode;
     }
 
     /// True once after a change of the persistent state (PIN counters, PINs).
@@ -404,6 +529,7 @@ impl VirtualCard {
         if reply.disconnect {
             self.power_off();
         }
+        // reader_error: no answer, the card itself is unchanged.
         reply.response.unwrap_or_default()
     }
 
@@ -415,8 +541,23 @@ impl VirtualCard {
                 response: None,
                 delay_ms: 0,
                 disconnect: false,
+                reader_error: false,
                 command_for_log,
             };
+        }
+        if Command::is_extended(command) {
+            self.stats.extended_apdus += 1;
+            if self.extended_apdu == ExtendedApdu::Drop {
+                // The reader cannot carry it: the card sees nothing, its state is untouched.
+                self.stats.reader_refused_apdus += 1;
+                return Reply {
+                    response: None,
+                    delay_ms: self.latency_ms.0,
+                    disconnect: false,
+                    reader_error: true,
+                    command_for_log,
+                };
+            }
         }
         self.stats.apdus += 1;
         self.stats.command_bytes += command.len() as u64;
@@ -434,6 +575,7 @@ impl VirtualCard {
             response: None,
             delay_ms: self.latency_ms.0,
             disconnect: false,
+            reader_error: false,
             command_for_log,
         };
         if self.info.signed {
@@ -584,6 +726,9 @@ impl VirtualCard {
                 return Response::sw(sw::CLA_NOT_SUPPORTED);
             }
         }
+        if Command::is_extended(bytes) {
+            return self.execute_extended(bytes);
+        }
         let cmd = match Command::parse(bytes) {
             Ok(c) => c,
             Err(s) => return Response::sw(s),
@@ -598,6 +743,30 @@ impl VirtualCard {
             (0x00, 0x84) if self.profile == Profile::Extended => Self::get_challenge(&cmd),
             (_, 0xA4 | 0xB0 | 0x20 | 0x24 | 0x2A | 0xC0) => Response::sw(sw::CLA_NOT_SUPPORTED),
             _ => Response::sw(sw::INS_NOT_SUPPORTED),
+        }
+    }
+
+    /// An extended-length APDU that reached the card (any mode but `drop`). Only READ BINARY
+    /// is ever answered with data; every other extended command is answered 6700, as the
+    /// short-only parser always did (MC [1] reports extended forms only for GET DATA, GET
+    /// CHALLENGE and a proprietary command, none of which the module uses).
+    fn execute_extended(&mut self, bytes: &[u8]) -> Response {
+        let read_binary = bytes[0] == 0x00 && bytes[1] == 0xB0;
+        if !read_binary {
+            return Response::sw(sw::WRONG_LENGTH);
+        }
+        let accept = match self.extended_apdu {
+            ExtendedApdu::Card => self.profile == Profile::Extended,
+            ExtendedApdu::Accept => true,
+            ExtendedApdu::Refuse | ExtendedApdu::Drop => false,
+            ExtendedApdu::Sw(s) => return Response::sw(s),
+        };
+        if !accept {
+            return Response::sw(sw::WRONG_LENGTH);
+        }
+        match Command::parse_extended(bytes) {
+            Ok(cmd) => self.read_binary(&cmd),
+            Err(s) => Response::sw(s),
         }
     }
 
@@ -630,7 +799,7 @@ impl VirtualCard {
         if cmd.data.is_empty() {
             return Response::sw(sw::WRONG_LENGTH);
         }
-        let Some(app) = Application::from_aid(cmd.data) else {
+        let Some(app) = Application::from_aid(cmd.data).filter(|a| a.present_on(self.token)) else {
             // Failed selection keeps the current selection and security state (ISO).
             return Response::sw(sw::NOT_FOUND);
         };
@@ -683,6 +852,11 @@ impl VirtualCard {
             v
         };
         match ef {
+            // Phone token: the authentication certificate is readable only after the
+            // authentication PIN (two independent readers verify it before reading EF 000A).
+            Ef::Cert(CertRef::Auth) if self.token == Token::Phone && !self.security.auth => {
+                Err(sw::SECURITY_NOT_SATISFIED)
+            }
             Ef::Cert(CertRef::Auth) => Ok(cert(&self.state.auth_cert)),
             Ef::Cert(CertRef::AuthCa) => Ok(cert(&self.state.auth_ca_cert)),
             Ef::Cert(CertRef::SignCa) => Ok(cert(&self.state.sign_ca_cert)),
@@ -711,9 +885,14 @@ impl VirtualCard {
     /// version as ASCII "03"/"01", utcTime 16.
     fn token_info(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(160);
-        v.extend(space_padded(&self.state.token_label, 32));
+        // The phone's model field is unknown; "JPKIAPGPSE" mirrors the card's (assumption).
+        let (label, model) = match self.token {
+            Token::Phone => (PHONE_TOKEN_LABEL, "JPKIAPGPSE"),
+            Token::Card => (self.state.token_label.as_str(), "JPKIAPICC"),
+        };
+        v.extend(space_padded(label, 32));
         v.extend(space_padded("JPKI", 32));
-        v.extend(space_padded("JPKIAPICC", 16));
+        v.extend(space_padded(model, 16));
         v.extend(space_padded(&self.state.token_serial, 16));
         // flags (RNG? no: LOGIN_REQUIRED | USER_PIN_INITIALIZED | TOKEN_INITIALIZED),
         // sessions (max, count, max rw, rw count), max/min PIN length, memory (4 fields).

@@ -262,9 +262,32 @@ pub struct EeParams<'a> {
     /// Locality of the holder (signature certificate only).
     pub locality: &'a str,
     pub personal: &'a PersonalData,
+    /// End of validity; `None` = the fixed 2025-10-27 → 2030-10-26 period. With a date the
+    /// certificate is valid from five years (1826 days) before it, the JPKI term.
+    pub not_after: Option<DateTime>,
 }
 
-/// An end-entity certificate valid 2025-10-27 → 2030-10-26.
+/// The validity of an end-entity certificate ending at `not_after` (see [`EeParams`]).
+fn ee_validity(not_after: Option<DateTime>) -> Result<Validity> {
+    let Some(end) = not_after else {
+        return Ok(Validity {
+            not_before: utc(2025, 10, 27, 0, 0, 0)?,
+            not_after: utc(2030, 10, 26, 14, 59, 59)?,
+        });
+    };
+    let five_years = std::time::Duration::from_secs(1826 * 86_400);
+    let start = end
+        .unix_duration()
+        .checked_sub(five_years)
+        .ok_or_else(|| der::Error::from(der::ErrorKind::DateTime))?;
+    let start = DateTime::from_unix_duration(start + std::time::Duration::from_secs(1))?;
+    Ok(Validity {
+        not_before: Time::UtcTime(UtcTime::from_date_time(start)?),
+        not_after: Time::UtcTime(UtcTime::from_date_time(end)?),
+    })
+}
+
+/// An end-entity certificate valid 2025-10-27 → 2030-10-26, or as `p.not_after` says.
 /// Auth: `C=JP, CN=<opaque>`, keyUsage digitalSignature, policy …5.1.3.30, no personal data.
 /// Sign: `C=JP, L=<locality>, CN=<opaque>`, keyUsage digitalSignature+nonRepudiation,
 /// policy …5.1.1.20, SAN otherNames with the six personal-data items.
@@ -365,10 +388,7 @@ pub fn issue_ee(
         serial: p.serial,
         issuer,
         subject,
-        validity: Validity {
-            not_before: utc(2025, 10, 27, 0, 0, 0)?,
-            not_after: utc(2030, 10, 26, 14, 59, 59)?,
-        },
+        validity: ee_validity(p.not_after)?,
         subject_key,
         issuer_key: ca_key,
         extensions,

@@ -12,10 +12,14 @@ mod state;
 
 use std::sync::OnceLock;
 
-pub use card::{Application, PinRef, Profile, Reply, Stats, VirtualCard, ATRS};
+pub use card::{
+    Application, ExtendedApdu, PinRef, Profile, Reply, Stats, Token, VirtualCard, ATRS, PHONE_ATR,
+    PHONE_TOKEN_LABEL,
+};
 pub use faults::{ArmedFault, FaultKind, Faults};
 pub use state::{
-    CardState, PersonalData, AUTH_MAX_TRIES, KENHOJO_MAX_TRIES, SIGN_MAX_TRIES, TOKEN_LABEL,
+    CardState, NotAfter, PersonalData, AUTH_MAX_TRIES, KENHOJO_MAX_TRIES, SIGN_MAX_TRIES,
+    TOKEN_LABEL,
 };
 
 /// Default user authentication PIN of a generated card.

@@ -1,9 +1,10 @@
 //! `jpki-virtual-card`: a virtual My Number Card speaking the vsmartcard vpcd protocol.
 //!
 //! ```text
-//! jpki-virtual-card run --state FILE [--profile conservative|extended] [--host 127.0.0.1]
-//!     [--port 35963] [--control SOCKET] [--apdu-log FILE] [--apdu-latency-ms N]
-//!     [--sign-latency-ms N] [--atr-index N] [--seed N] [--removed]
+//! jpki-virtual-card run --state FILE [--profile conservative|extended|phone]
+//!     [--host 127.0.0.1] [--port 35963] [--control SOCKET] [--apdu-log FILE]
+//!     [--apdu-latency-ms N] [--sign-latency-ms N] [--atr-index N] [--seed N] [--removed]
+//!     [--extended-apdu card|accept|refuse|sw:XXXX|drop] [--cert-days N | --not-after DATE]
 //! jpki-virtual-card ctl --control SOCKET <command...>
 //! jpki-virtual-card export --state FILE --out DIR [--seed N]
 //! ```
@@ -17,7 +18,8 @@
 //! Control socket (Unix stream, one line per request, one line reply `ok …` / `err …`):
 //! `remove`, `insert`, `latency <apdu_ms> <sign_ms>`, `fault <spec>` (grammar in
 //! `jpki_virtual_card::Faults`), `fault clear`, `faults`, `stats` (JSON), `reset-stats`,
-//! `reset` (the card's volatile state is cleared behind the driver's back), `status`, `quit`.
+//! `reset` (the card's volatile state is cleared behind the driver's back), `status`, `quit`,
+//! `extended-apdu MODE`, `certs days N`, `certs not-after YYYY-MM-DD`.
 //!
 //! APDU log: one line per APDU, `<unix ms> <command hex> <sw hex> <resp data len> <cmd len>`;
 //! PIN data of VERIFY / CHANGE REFERENCE DATA is replaced by `<redacted len=N format=…>`.
@@ -32,22 +34,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use jpki_virtual_card::{CardState, Profile, VirtualCard};
+use jpki_virtual_card::{CardState, ExtendedApdu, NotAfter, Profile, Token, VirtualCard};
 
 const DEFAULT_PORT: u16 = 0x8C7B; // 35963, /etc/reader.conf.d/vpcd
 const DEFAULT_SEED: u64 = 1;
 const POLL: Duration = Duration::from_millis(100);
 
 const USAGE: &str = "usage:
-  jpki-virtual-card run --state FILE [--profile conservative|extended] [--host 127.0.0.1]
-      [--port 35963] [--control SOCKET] [--apdu-log FILE] [--apdu-latency-ms N]
-      [--sign-latency-ms N] [--atr-index N] [--seed N] [--removed]
+  jpki-virtual-card run --state FILE [--profile conservative|extended|phone]
+      [--host 127.0.0.1] [--port 35963] [--control SOCKET] [--apdu-log FILE]
+      [--apdu-latency-ms N] [--sign-latency-ms N] [--atr-index N] [--seed N] [--removed]
+      [--extended-apdu card|accept|refuse|sw:XXXX|drop] [--cert-days N | --not-after DATE]
   jpki-virtual-card ctl --control SOCKET <command...>
   jpki-virtual-card export --state FILE --out DIR [--seed N]";
 
 struct RunOptions {
     state: PathBuf,
     profile: Profile,
+    token: Token,
     host: String,
     port: u16,
     control: Option<PathBuf>,
@@ -57,6 +61,8 @@ struct RunOptions {
     atr_index: usize,
     seed: u64,
     removed: bool,
+    extended_apdu: ExtendedApdu,
+    not_after: Option<NotAfter>,
 }
 
 /// `--name value` pairs (value empty for flags) and positional words.
@@ -94,6 +100,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
     let mut o = RunOptions {
         state: PathBuf::new(),
         profile: Profile::Conservative,
+        token: Token::Card,
         host: "127.0.0.1".into(),
         port: DEFAULT_PORT,
         control: None,
@@ -103,6 +110,8 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
         atr_index: 0,
         seed: DEFAULT_SEED,
         removed: false,
+        extended_apdu: ExtendedApdu::Card,
+        not_after: None,
     };
     let mut have_state = false;
     for (name, v) in opts {
@@ -111,7 +120,15 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
                 o.state = PathBuf::from(v);
                 have_state = true;
             }
-            "profile" => o.profile = v.parse()?,
+            // `phone`: the Android token, with the conservative command set.
+            "profile" if v.eq_ignore_ascii_case("phone") => {
+                o.profile = Profile::Conservative;
+                o.token = Token::Phone;
+            }
+            "profile" => {
+                o.profile = v.parse()?;
+                o.token = Token::Card;
+            }
             "host" => o.host = v,
             "port" => o.port = num(&name, &v)?,
             "control" => o.control = Some(PathBuf::from(v)),
@@ -121,6 +138,9 @@ fn parse_run(args: &[String]) -> Result<RunOptions, String> {
             "atr-index" => o.atr_index = num(&name, &v)?,
             "seed" => o.seed = num(&name, &v)?,
             "removed" => o.removed = true,
+            "extended-apdu" => o.extended_apdu = v.parse()?,
+            "cert-days" => o.not_after = Some(NotAfter::Days(num(&name, &v)?)),
+            "not-after" => o.not_after = Some(NotAfter::parse_date(&v)?),
             _ => return Err(format!("unknown option --{name}")),
         }
     }
@@ -165,6 +185,17 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl Shared {
+    /// `certs …`: new end-entity certificates, saved at once.
+    fn renew_certificates(&mut self, not_after: NotAfter) -> String {
+        match self.card.state_mut().renew_certificates(not_after) {
+            Ok(end) => match self.card.state().save(&self.state_path) {
+                Ok(()) => format!("ok certs not_after={end}"),
+                Err(e) => format!("err certificates renewed but not saved: {e}"),
+            },
+            Err(e) => format!("err {e}"),
+        }
+    }
+
     fn persist(&mut self) {
         if self.card.state_dirty() {
             if let Err(e) = self.card.state().save(&self.state_path) {
@@ -184,6 +215,20 @@ impl Shared {
     }
 
     fn log_apdu(&mut self, command_for_log: &str, cmd_len: usize, response: Option<&[u8]>) {
+        let (sw, data_len) = match response {
+            None => ("none".to_string(), 0),
+            Some(r) if r.len() < 2 => (format!("short:{}", jpki_virtual_card::apdu::hex(r)), 0),
+            Some(r) => (jpki_virtual_card::apdu::hex(&r[r.len() - 2..]), r.len() - 2),
+        };
+        self.log_line(command_for_log, &sw, data_len, cmd_len);
+    }
+
+    /// A command the reader could not carry: logged with `reader-dropped` in the SW column.
+    fn log_reader_error(&mut self, command_for_log: &str, cmd_len: usize) {
+        self.log_line(command_for_log, "reader-dropped", 0, cmd_len);
+    }
+
+    fn log_line(&mut self, command_for_log: &str, sw: &str, data_len: usize, cmd_len: usize) {
         let Some(log) = self.log.as_mut() else {
             return;
         };
@@ -191,11 +236,6 @@ impl Shared {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let (sw, data_len) = match response {
-            None => ("none".to_string(), 0),
-            Some(r) if r.len() < 2 => (format!("short:{}", jpki_virtual_card::apdu::hex(r)), 0),
-            Some(r) => (jpki_virtual_card::apdu::hex(&r[r.len() - 2..]), r.len() - 2),
-        };
         let line = format!("{ms} {command_for_log} {sw} {data_len} {cmd_len}\n");
         if log
             .write_all(line.as_bytes())
@@ -289,6 +329,10 @@ enum SessionEnd {
     DriverGone,
     /// The card was removed (control command or fault): stay out until `insert`.
     Removed,
+    /// The reader could not carry a command (extended-APDU mode `drop`): the connection was
+    /// closed without an answer, which vpcd reports as a failed transmit. The card is still
+    /// in the reader, powered and in its state: connect again at once.
+    ReaderError,
     Quit,
 }
 
@@ -334,11 +378,18 @@ fn serve(stream: &mut TcpStream, shared: &Mutex<Shared>) -> io::Result<SessionEn
             let mut s = lock(shared);
             let reply = s.card.transmit(&msg);
             s.persist();
-            s.log_apdu(&reply.command_for_log, msg.len(), reply.response.as_deref());
+            if reply.reader_error {
+                s.log_reader_error(&reply.command_for_log, msg.len());
+            } else {
+                s.log_apdu(&reply.command_for_log, msg.len(), reply.response.as_deref());
+            }
             reply
         };
         if reply.delay_ms > 0 {
             thread::sleep(Duration::from_millis(reply.delay_ms));
+        }
+        if reply.reader_error {
+            return Ok(SessionEnd::ReaderError);
         }
         if let Some(resp) = &reply.response {
             send_message(stream, resp)?;
@@ -391,9 +442,18 @@ fn card_loop(shared: &Mutex<Shared>, host: &str, port: u16) {
         eprintln!("jpki-virtual-card: card inserted (connected to {host}:{port})");
         let end = serve(&mut stream, shared);
         let _ = stream.shutdown(Shutdown::Both);
+        if matches!(end, Ok(SessionEnd::ReaderError)) {
+            // vpcd reads the closed connection as an empty response: SCardTransmit succeeds
+            // with 0 bytes (vpcd compares recv's -1 against an unsigned size, so even a TCP
+            // reset reads the same). Until pcscd's next presence poll (about 0.4 s) makes vpcd
+            // accept our new connection, transmits fail with SCARD_E_NOT_TRANSACTED. The card
+            // never lost power: reconnect at once with its state intact.
+            continue;
+        }
         lock(shared).card.power_off();
         match end {
             Ok(SessionEnd::Quit) => return,
+            Ok(SessionEnd::ReaderError) => {}
             Ok(SessionEnd::Removed) => eprintln!("jpki-virtual-card: card removed"),
             Ok(SessionEnd::DriverGone) | Err(_) => {
                 eprintln!("jpki-virtual-card: connection to vpcd lost; reconnecting");
@@ -460,17 +520,40 @@ fn handle_control(line: &str, shared: &Mutex<Shared>) -> String {
         "status" => {
             let st = s.card.state();
             format!(
-                "ok inserted={} powered={} auth_tries_left={} sign_tries_left={} kenhojo_tries_left={}",
+                "ok inserted={} powered={} auth_tries_left={} sign_tries_left={} kenhojo_tries_left={} extended_apdu={}",
                 s.inserted,
                 s.card.is_powered(),
                 st.auth_tries_left,
                 st.sign_tries_left,
-                st.kenhojo_tries_left
+                st.kenhojo_tries_left,
+                s.card.extended_apdu()
             )
         }
         "quit" => {
             s.quit = true;
             "ok bye".into()
+        }
+        "extended-apdu" => match rest.parse::<ExtendedApdu>() {
+            Ok(mode) => {
+                s.card.set_extended_apdu(mode);
+                format!("ok extended-apdu {mode}")
+            }
+            Err(e) => format!("err {e}"),
+        },
+        "certs" => {
+            let not_after = match rest.split_once(char::is_whitespace) {
+                Some(("days", n)) => n
+                    .trim()
+                    .parse::<i64>()
+                    .map(NotAfter::Days)
+                    .map_err(|_| format!("bad day count {n:?}")),
+                Some(("not-after", d)) => NotAfter::parse_date(d),
+                _ => Err("usage: certs days N | certs not-after YYYY-MM-DD".into()),
+            };
+            match not_after {
+                Ok(na) => s.renew_certificates(na),
+                Err(e) => format!("err {e}"),
+            }
         }
         "" => "err empty command".into(),
         other => format!("err unknown command {other:?}"),
@@ -494,9 +577,18 @@ fn control_client(stream: UnixStream, shared: Arc<Mutex<Shared>>) {
 
 fn run(args: &[String]) -> Result<(), String> {
     let o = parse_run(args)?;
-    let state = load_or_create(&o.state, o.seed)
+    let mut state = load_or_create(&o.state, o.seed)
         .map_err(|e| format!("state {}: {e}", o.state.display()))?;
+    if let Some(na) = o.not_after {
+        let end = state.renew_certificates(na)?;
+        state
+            .save(&o.state)
+            .map_err(|e| format!("state {}: {e}", o.state.display()))?;
+        eprintln!("jpki-virtual-card: end-entity certificates valid until {end}");
+    }
     let mut card = VirtualCard::new(state, o.profile);
+    card.set_extended_apdu(o.extended_apdu);
+    card.set_token(o.token);
     card.power_off();
     card.set_atr_index(o.atr_index);
     card.set_latency(o.apdu_latency_ms, o.sign_latency_ms);

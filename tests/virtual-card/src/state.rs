@@ -5,11 +5,13 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 
+use der::DateTime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rsa::RsaPrivateKey;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::apdu::{hex, unhex};
 use crate::certs::{self, EeParams, Hierarchy};
@@ -58,6 +60,10 @@ pub struct CardState {
     pub kenhojo_tries_left: u8,
     /// Seed the card was generated from.
     pub seed: u64,
+    /// Private keys of the two test CAs: kept so that renewed end-entity certificates
+    /// (`certs days N`) are signed by the same CA and still verify against EF 000B / 0002.
+    pub auth_ca_key: RsaPrivateKey,
+    pub sign_ca_key: RsaPrivateKey,
     /// User authentication private key (EF 0017).
     pub auth_key: RsaPrivateKey,
     /// Digital signature private key (EF 001A).
@@ -172,6 +178,69 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
+/// The CA keys [`CardState::generate`] draws first from the seed.
+fn derive_ca_keys(seed: u64) -> (RsaPrivateKey, RsaPrivateKey) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut key =
+        || RsaPrivateKey::new(&mut rng, 2048).expect("RSA-2048 key generation cannot fail");
+    let auth = key();
+    let sign = key();
+    (auth, sign)
+}
+
+/// When renewed end-entity certificates expire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotAfter {
+    /// This many days from now (negative: expired that many days ago), at the same time of day.
+    Days(i64),
+    /// This date at 14:59:59 UTC (23:59:59 in Japan, as JPKI certificates end).
+    Date { year: u16, month: u8, day: u8 },
+}
+
+impl NotAfter {
+    /// Parses `YYYY-MM-DD`.
+    pub fn parse_date(text: &str) -> Result<NotAfter, String> {
+        let bad = || format!("bad date {text:?} (YYYY-MM-DD)");
+        let mut it = text.trim().splitn(3, '-');
+        let (Some(y), Some(m), Some(d)) = (it.next(), it.next(), it.next()) else {
+            return Err(bad());
+        };
+        let (year, month, day) = (
+            y.parse().map_err(|_| bad())?,
+            m.parse().map_err(|_| bad())?,
+            d.parse().map_err(|_| bad())?,
+        );
+        let parsed = NotAfter::Date { year, month, day };
+        parsed.resolve()?;
+        Ok(parsed)
+    }
+
+    /// The instant; certificates use UTCTime, so it must fall in 1955..2049 (five years of
+    /// validity before it included).
+    fn resolve(self) -> Result<DateTime, String> {
+        let dt = match self {
+            NotAfter::Days(n) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|e| e.to_string())?
+                    .as_secs() as i64;
+                let secs = now
+                    .checked_add(n.checked_mul(86_400).ok_or("day count out of range")?)
+                    .filter(|s| *s >= 0)
+                    .ok_or("day count out of range")?;
+                DateTime::from_unix_duration(std::time::Duration::from_secs(secs as u64))
+                    .map_err(|e| format!("day count out of range: {e}"))?
+            }
+            NotAfter::Date { year, month, day } => DateTime::new(year, month, day, 14, 59, 59)
+                .map_err(|_| format!("bad date {year:04}-{month:02}-{day:02}"))?,
+        };
+        if !(1955..=2049).contains(&dt.year()) {
+            return Err(format!("{} is outside 1955..2049 (UTCTime)", dt.year()));
+        }
+        Ok(dt)
+    }
+}
+
 /// On-disk form of [`CardState`] (JSON, binary fields as hex).
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -185,6 +254,11 @@ struct StateFile {
     kenhojo_tries_left: u8,
     auth_key_pkcs8: String,
     sign_key_pkcs8: String,
+    /// CA keys: absent in format 1 files, which get them derived again from the seed.
+    #[serde(default)]
+    auth_ca_key_pkcs8: Option<String>,
+    #[serde(default)]
+    sign_ca_key_pkcs8: Option<String>,
     auth_cert: String,
     auth_ca_cert: String,
     sign_cert: String,
@@ -227,6 +301,7 @@ impl CardState {
                 common_name: &auth_cn,
                 locality: &personal.locality,
                 personal: &personal,
+                not_after: None,
             },
             &auth_key.to_public_key(),
             &auth_ca_key,
@@ -239,12 +314,15 @@ impl CardState {
                 common_name: &sign_cn,
                 locality: &personal.locality,
                 personal: &personal,
+                not_after: None,
             },
             &sign_key.to_public_key(),
             &sign_ca_key,
         )
         .expect(ok);
         CardState {
+            auth_ca_key,
+            sign_ca_key,
             auth_pin: DEFAULT_AUTH_PIN.to_string(),
             sign_password: DEFAULT_SIGN_PASSWORD.to_string(),
             kenhojo_pin: DEFAULT_KENHOJO_PIN.to_string(),
@@ -270,7 +348,7 @@ impl CardState {
     pub fn load(path: &Path) -> io::Result<CardState> {
         let text = std::fs::read_to_string(path)?;
         let f: StateFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        if f.format != 1 {
+        if f.format != 1 && f.format != 2 {
             return Err(invalid(format!("unsupported state format {}", f.format)));
         }
         let bytes =
@@ -279,7 +357,14 @@ impl CardState {
             RsaPrivateKey::from_pkcs8_der(&bytes(name, s)?)
                 .map_err(|e| invalid(format!("bad key {name}: {e}")))
         };
+        let (auth_ca_key, sign_ca_key) = match (&f.auth_ca_key_pkcs8, &f.sign_ca_key_pkcs8) {
+            (Some(a), Some(s)) => (key("auth_ca_key_pkcs8", a)?, key("sign_ca_key_pkcs8", s)?),
+            // Format 1: the CA keys were the first two keys drawn from the seed.
+            _ => derive_ca_keys(f.seed),
+        };
         Ok(CardState {
+            auth_ca_key,
+            sign_ca_key,
             auth_key: key("auth_key_pkcs8", &f.auth_key_pkcs8)?,
             sign_key: key("sign_key_pkcs8", &f.sign_key_pkcs8)?,
             auth_cert: bytes("auth_cert", &f.auth_cert)?,
@@ -310,7 +395,7 @@ impl CardState {
                 .as_bytes()))
         };
         let f = StateFile {
-            format: 1,
+            format: 2,
             seed: self.seed,
             auth_pin: self.auth_pin.clone(),
             sign_password: self.sign_password.clone(),
@@ -320,6 +405,8 @@ impl CardState {
             kenhojo_tries_left: self.kenhojo_tries_left,
             auth_key_pkcs8: key(&self.auth_key)?,
             sign_key_pkcs8: key(&self.sign_key)?,
+            auth_ca_key_pkcs8: Some(key(&self.auth_ca_key)?),
+            sign_ca_key_pkcs8: Some(key(&self.sign_ca_key)?),
             auth_cert: hex(&self.auth_cert),
             auth_ca_cert: hex(&self.auth_ca_cert),
             sign_cert: hex(&self.sign_cert),
@@ -344,6 +431,60 @@ impl CardState {
             out.sync_all()?;
         }
         std::fs::rename(&tmp, path)
+    }
+
+    /// Issues the two end-entity certificates again, valid until `not_after`, signed by the
+    /// same test CAs, for the same keys and holder, each with a new serial number (a CA never
+    /// issues two certificates with one serial, and readers key caches on it).
+    pub fn renew_certificates(&mut self, not_after: NotAfter) -> Result<String, String> {
+        let end = not_after.resolve()?;
+        let renewed =
+            |old: &[u8], h: Hierarchy, cn: &str, key: &RsaPrivateKey, ca: &RsaPrivateKey| {
+                let mut serial = Sha256::new()
+                    .chain_update(old)
+                    .chain_update(end.unix_duration().as_secs().to_be_bytes())
+                    .finalize()[..3]
+                    .to_vec();
+                serial[0] = (serial[0] & 0x7F) | 0x01;
+                certs::issue_ee(
+                    &EeParams {
+                        hierarchy: h,
+                        serial: &serial,
+                        common_name: cn,
+                        locality: &self.personal.locality,
+                        personal: &self.personal,
+                        not_after: Some(end),
+                    },
+                    &key.to_public_key(),
+                    ca,
+                )
+                .map_err(|e| format!("cannot issue the certificate: {e}"))
+            };
+        let auth = renewed(
+            &self.auth_cert,
+            Hierarchy::Auth,
+            &self.auth_cn,
+            &self.auth_key,
+            &self.auth_ca_key,
+        )?;
+        let sign = renewed(
+            &self.sign_cert,
+            Hierarchy::Sign,
+            &self.sign_cn,
+            &self.sign_key,
+            &self.sign_ca_key,
+        )?;
+        self.auth_cert = auth;
+        self.sign_cert = sign;
+        Ok(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            end.year(),
+            end.month(),
+            end.day(),
+            end.hour(),
+            end.minutes(),
+            end.seconds()
+        ))
     }
 
     /// DER of the user authentication certificate (EF 000A).

@@ -1,0 +1,82 @@
+//! General-purpose functions (PKCS#11 3.0 §5.4): initialise, finalise, library info.
+//!
+//! `C_GetFunctionList`, `C_GetInterfaceList` and `C_GetInterface` are in `ffi/lists.rs`.
+
+use std::ffi::c_void;
+
+use cryptoki_sys::*;
+
+use super::{info, m, VERSION_2_40, VERSION_3_0};
+use crate::ffi::{guard, ptr};
+use crate::pkcs11::module;
+use crate::pkcs11::Error;
+use crate::transport::pcsc::PcscReaders;
+
+#[no_mangle]
+pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
+    guard(|| {
+        crate::ffi::logger::init();
+        let mut threads_allowed = true;
+        if !init_args.is_null() {
+            let args = unsafe { ptr::input(init_args as *const CK_C_INITIALIZE_ARGS) }?;
+            if !ptr::is_null(args.pReserved) {
+                return Err(Error::ArgumentsBad);
+            }
+            let set = [
+                args.CreateMutex.is_some(),
+                args.DestroyMutex.is_some(),
+                args.LockMutex.is_some(),
+                args.UnlockMutex.is_some(),
+            ];
+            let all = set.iter().all(|b| *b);
+            if !all && set.iter().any(|b| *b) {
+                return Err(Error::ArgumentsBad);
+            }
+            // Callbacks without CKF_OS_LOCKING_OK: we would have to use them; we only use OS
+            // locks, so say so. With the flag, OS locks are what the application allows.
+            if all && args.flags & CKF_OS_LOCKING_OK == 0 {
+                return Err(Error::CantLock);
+            }
+            // Without threads, card I/O runs on the caller's thread and a card that never
+            // answers is bounded only by the reader driver (see transport::pcsc).
+            threads_allowed = args.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0;
+        }
+        module::initialize(|| {
+            Box::new(if threads_allowed {
+                PcscReaders::new()
+            } else {
+                PcscReaders::without_threads()
+            })
+        })?;
+        log::debug!("initialized");
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
+    guard(|| {
+        if !reserved.is_null() {
+            // Check initialisation first, as other functions do.
+            m()?;
+            return Err(Error::ArgumentsBad);
+        }
+        module::finalize()
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_GetInfo(out: *mut CK_INFO) -> CK_RV {
+    guard(|| {
+        m()?;
+        unsafe { ptr::write(out, info(VERSION_2_40)) }
+    })
+}
+
+/// `C_GetInfo` of the 3.0 interface: reports version 3.0.
+pub(crate) unsafe extern "C" fn get_info_v3(out: *mut CK_INFO) -> CK_RV {
+    guard(|| {
+        m()?;
+        unsafe { ptr::write(out, info(VERSION_3_0)) }
+    })
+}

@@ -1,0 +1,152 @@
+//! Object management functions (PKCS#11 3.0 §5.7): the token is read-only, so only
+//! reading attributes and searching do work.
+
+use cryptoki_sys::*;
+
+use super::m;
+use crate::ffi::{guard, ptr};
+use crate::pkcs11::Error;
+
+#[no_mangle]
+pub unsafe extern "C" fn C_CreateObject(
+    session: CK_SESSION_HANDLE,
+    _template: *mut CK_ATTRIBUTE,
+    _count: CK_ULONG,
+    _object: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| m()?.refuse_write(session))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_CopyObject(
+    session: CK_SESSION_HANDLE,
+    _object: CK_OBJECT_HANDLE,
+    _template: *mut CK_ATTRIBUTE,
+    _count: CK_ULONG,
+    _new: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| m()?.refuse_write(session))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_DestroyObject(
+    session: CK_SESSION_HANDLE,
+    _object: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    guard(|| m()?.refuse_write(session))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_GetObjectSize(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    size: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = m()?;
+        if size.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        let o = m.object(session, object)?;
+        unsafe { ptr::write(size, o.size() as CK_ULONG) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_GetAttributeValue(
+    session: CK_SESSION_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    use crate::pkcs11::object::AttrLookup;
+    use ptr::AttributeBuffer;
+    guard(|| {
+        let m = m()?;
+        let attrs = unsafe { ptr::template_mut(template, count) }?;
+        let o = m.object(session, object)?;
+        // Fill what we can; report the last problem found, in this precedence.
+        let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
+        for a in attrs.iter_mut() {
+            match o.attribute(a.type_) {
+                AttrLookup::Value(v) => match unsafe { ptr::attribute_buffer(a, v.len()) } {
+                    AttributeBuffer::LengthOnly => a.ulValueLen = v.len() as CK_ULONG,
+                    AttributeBuffer::Room(buf) => {
+                        buf.copy_from_slice(v);
+                        a.ulValueLen = v.len() as CK_ULONG;
+                    }
+                    AttributeBuffer::TooSmall => {
+                        a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                        too_small = true;
+                    }
+                },
+                AttrLookup::Sensitive => {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    sensitive = true;
+                }
+                AttrLookup::Invalid => {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    invalid = true;
+                }
+            }
+        }
+        if sensitive {
+            Err(Error::Other(CKR_ATTRIBUTE_SENSITIVE))
+        } else if invalid {
+            Err(Error::Other(CKR_ATTRIBUTE_TYPE_INVALID))
+        } else if too_small {
+            Err(Error::Other(CKR_BUFFER_TOO_SMALL))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_SetAttributeValue(
+    session: CK_SESSION_HANDLE,
+    _object: CK_OBJECT_HANDLE,
+    _template: *mut CK_ATTRIBUTE,
+    _count: CK_ULONG,
+) -> CK_RV {
+    guard(|| m()?.refuse_write(session))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_FindObjectsInit(
+    session: CK_SESSION_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = m()?;
+        let template = unsafe { ptr::template(template, count) }?;
+        m.find_init(session, &template)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_FindObjects(
+    session: CK_SESSION_HANDLE,
+    objects: *mut CK_OBJECT_HANDLE,
+    max: CK_ULONG,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    guard(|| {
+        let m = m()?;
+        if count.is_null() || (objects.is_null() && max > 0) {
+            return Err(Error::ArgumentsBad);
+        }
+        let found = m.find_next(session, usize::try_from(max).unwrap_or(usize::MAX))?;
+        if !found.is_empty() {
+            // `objects` holds `max` >= found.len() handles.
+            unsafe { ptr::slice_mut(objects, found.len()) }?.copy_from_slice(&found);
+        }
+        unsafe { ptr::write(count, found.len() as CK_ULONG) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn C_FindObjectsFinal(session: CK_SESSION_HANDLE) -> CK_RV {
+    guard(|| m()?.find_final(session))
+}
