@@ -20,6 +20,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod anchors;
 pub mod card;
 #[allow(unsafe_code)]
 mod ffi;

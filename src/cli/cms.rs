@@ -10,7 +10,9 @@
 //!
 //! Verifying: one SignerInfo, SHA-256, RSA PKCS#1 v1.5 (rsaEncryption or
 //! sha256WithRSAEncryption); messageDigest and contentType checked; with `--ca`, the signer
-//! certificate must be issued by that CA (signature checked) and valid now.
+//! certificate must be issued by that CA (signature checked) and valid now; without it, by a
+//! pinned J-LIS CA carried in the signature (src/anchors.rs; no time check, so that old
+//! signatures under an expired generation still verify).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,8 @@ use sha2::{Digest, Sha256};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
+
+use jpki_pkcs11::anchors;
 
 use super::args::Args;
 use super::common::{self, card_failure, Exit, Failure, PinSource, Progress};
@@ -225,7 +229,13 @@ fn bad(message: impl Into<String>) -> Failure {
 }
 
 /// The checks of `jpki verify`; `Ok(subject)` when the signature is valid.
-fn check(sig_der: &[u8], content: &[u8], ca: Option<&Certificate>) -> Result<String, Failure> {
+/// Checks a detached signature; returns the signer's subject and, when no CA was given, the
+/// J-LIS CA the signer's certificate chains to.
+fn check(
+    sig_der: &[u8],
+    content: &[u8],
+    ca: Option<&Certificate>,
+) -> Result<(String, Option<String>), Failure> {
     let info =
         ContentInfo::from_der(sig_der).map_err(|e| bad(format!("not a CMS structure: {e}")))?;
     if info.content_type != ID_SIGNED_DATA {
@@ -338,8 +348,34 @@ fn check(sig_der: &[u8], content: &[u8], ca: Option<&Certificate>) -> Result<Str
         if now < v.not_before.to_system_time() || now > v.not_after.to_system_time() {
             return Err(bad("the signer's certificate is not valid now"));
         }
+    } else {
+        // No --ca: the signer's certificate must be issued by a pinned J-LIS CA carried in the
+        // signature. All generations share one name: the issuer is the one whose key verifies.
+        let jlis = sd.certificates.as_ref().and_then(|set| {
+            set.0.iter().find_map(|c| match c {
+                CertificateChoices::Certificate(ca) => {
+                    let der = ca.to_der().ok()?;
+                    let anchor = anchors::identify(&der)?;
+                    anchors::issued_by(&cert, ca).then_some(anchor)
+                }
+                _ => None,
+            })
+        });
+        let Some(anchor) = jlis else {
+            return Err(bad(
+                "the signer's certificate does not chain to a J-LIS CA (a test card or a forged \
+                 one); to accept another CA, give it with --ca",
+            ));
+        };
+        return Ok((
+            cert.tbs_certificate.subject.to_string(),
+            Some(format!(
+                "J-LIS signature CA generation {}",
+                anchor.generation
+            )),
+        ));
     }
-    Ok(cert.tbs_certificate.subject.to_string())
+    Ok((cert.tbs_certificate.subject.to_string(), None))
 }
 
 pub fn verify(
@@ -362,17 +398,19 @@ pub fn verify(
         }
         None => None,
     };
-    let subject = check(&sig, &data, ca_cert.as_ref())?;
+    let (subject, jlis) = check(&sig, &data, ca_cert.as_ref())?;
     if args.json {
         common::print_json(&json!({
             "valid": true,
             "signer": subject,
-            "ca_checked": ca_cert.is_some(),
+            "ca_checked": true,
+            "jlis_ca": jlis,
         }));
     } else {
         println!("signature valid; signer: {subject}");
-        if ca_cert.is_none() {
-            println!("(the signer's certificate was not checked against a CA: use --ca)");
+        match &jlis {
+            Some(ca) => println!("issued by the {ca} (pinned J-LIS trust anchor)"),
+            None => println!("issued by the CA given with --ca"),
         }
     }
     Ok(())

@@ -189,8 +189,33 @@ fn card_checks(findings: &mut Vec<Finding>, args: &Args) {
 /// Renewal reminder on the authentication certificate (readable without a PIN on the card;
 /// the signature certificate needs the password, so doctor does not read it).
 fn certificate_checks(findings: &mut Vec<Finding>, card: &mut JpkiCard) {
+    use jpki_pkcs11::anchors::Purpose;
     use jpki_pkcs11::card::CertificateFile;
     use jpki_pkcs11::renewal::Validity;
+    for (file, purpose, name) in [
+        (
+            CertificateFile::SignatureCa,
+            Purpose::Signature,
+            "signature",
+        ),
+        (
+            CertificateFile::AuthenticationCa,
+            Purpose::Authentication,
+            "authentication",
+        ),
+    ] {
+        let Ok(der) = card.read_certificate(file) else {
+            continue;
+        };
+        match super::status::jlis_json(&der, purpose)["status"].as_str() {
+            Some("genuine") => findings.push(finding("ca", Level::Ok, format!("the card's {name} CA is a genuine J-LIS CA"))),
+            Some("not_jlis") => findings.push(
+                finding("ca", Level::Warning, format!("the card's {name} CA is not a J-LIS CA: a test card, or a forged one"))
+                    .fix("signatures made with this card are not a My Number Card holder's; do not rely on it"),
+            ),
+            _ => {}
+        }
+    }
     let Ok(der) = card.read_certificate(CertificateFile::Authentication) else {
         return;
     };

@@ -31,7 +31,8 @@ Commands:
   sign [--key sign|auth] [--out FILE] FILE
                              CMS detached signature (DER) of FILE, default FILE.p7s
   verify [--ca FILE] FILE SIGNATURE
-                             check a CMS detached signature made by `jpki sign`
+                             check a CMS detached signature made by `jpki sign`;
+                             without --ca the signer must chain to a pinned J-LIS CA
   pin change --auth|--sign|--kenhojo
                              change a PIN (asks for the current and the new one)
   info                       print what the card-info input support application holds

@@ -6,6 +6,7 @@
 //! Selecting the other applications (to see which answer, and the kenhojo PIN counter) clears
 //! the card's security state: a program logged in to the card at that moment must log in again.
 
+use jpki_pkcs11::anchors::{self, Purpose};
 use jpki_pkcs11::card::{Application, CertificateFile, JpkiCard, KenhojoPin, KeyKind};
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::Readers;
@@ -45,6 +46,30 @@ fn cert_json(der: &[u8], own: bool) -> Value {
     }
 }
 
+/// The purpose of the CA certificate `name`, if it is one.
+fn ca_purpose(name: &str) -> Option<Purpose> {
+    match name {
+        "authentication_ca" => Some(Purpose::Authentication),
+        "signature_ca" => Some(Purpose::Signature),
+        _ => None,
+    }
+}
+
+/// Whether a card's CA certificate is a genuine J-LIS one (src/anchors.rs): `genuine` with the
+/// generation, `not_jlis` (a test card or a forged one), or `not_checked` when no generation of
+/// that purpose is pinned.
+pub fn jlis_json(der: &[u8], purpose: Purpose) -> Value {
+    match anchors::identify(der) {
+        Some(a) if a.purpose == purpose => json!({
+            "status": "genuine",
+            "generation": a.generation,
+            "sources": a.sources,
+        }),
+        _ if !anchors::pinned(purpose) => json!({"status": "not_checked"}),
+        _ => json!({"status": "not_jlis"}),
+    }
+}
+
 /// Everything about one My Number Card (no PIN, no try spent).
 fn card_report(card: &mut JpkiCard) -> Result<Value, Failure> {
     let fail = |e| card_failure(e, "card");
@@ -71,7 +96,13 @@ fn card_report(card: &mut JpkiCard) -> Result<Value, Failure> {
         ("signature_ca", CertificateFile::SignatureCa),
     ] {
         match card.read_certificate(file) {
-            Ok(der) => certs.insert(name.into(), cert_json(&der, name == "authentication")),
+            Ok(der) => {
+                let mut v = cert_json(&der, name == "authentication");
+                if let Some(purpose) = ca_purpose(name) {
+                    v["jlis"] = jlis_json(&der, purpose);
+                }
+                certs.insert(name.into(), v)
+            }
             Err(e) => certs.insert(name.into(), json!({"error": e.to_string()})),
         };
     }
@@ -243,6 +274,18 @@ fn print_human(report: &Value) {
                     "  {name}: valid to {} ({when})",
                     cert["not_after"].as_str().unwrap_or("")
                 );
+                let j = &cert["jlis"];
+                match j["status"].as_str() {
+                    Some("genuine") => println!(
+                        "    genuine J-LIS CA, generation {}",
+                        j["generation"].as_str().unwrap_or("?")
+                    ),
+                    Some("not_jlis") => println!(
+                        "    NOT a J-LIS CA: a test card, or a forged one (its signatures are not the holder's)"
+                    ),
+                    Some(_) => println!("    not checked against J-LIS (no generation of it is pinned)"),
+                    None => {}
+                }
             }
         }
         println!("  Signature certificate: not shown (personal data; `jpki certs export --sign`)");
