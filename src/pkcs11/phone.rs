@@ -14,7 +14,8 @@
 //!   has one (single source for the layout; without it the label has no per-device tag), so
 //!   they do not change at login;
 //! - the authentication token does not declare `CKP_PUBLIC_CERTIFICATES_TOKEN` (its
-//!   certificate is not public), so NSS logs in before looking for it.
+//!   certificate is not public), so NSS logs in before looking for it. (Known from the first
+//!   read of the certificate, which `C_GetTokenInfo` does; a profile search reads nothing.)
 //!
 //! Unknown: PIN rules and tries on the phone (the card's are assumed), timing over NFC, the
 //! iPhone token. See docs/phone-token.md.

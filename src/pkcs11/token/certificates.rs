@@ -230,19 +230,10 @@ impl Card {
     ) -> Result<Vec<ObjectHandle>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        let mut want = Files::for_template(kind, template);
-        // Whether the authentication token declares CKP_PUBLIC_CERTIFICATES_TOKEN depends on
-        // it being a phone token, which its certificate tells (phone.rs): a search that may
-        // list profiles reads it first (token_info has normally read it already).
-        let may_list_profiles = template
-            .iter()
-            .all(|(t, v)| *t != CKA_CLASS || *v == object::ulong(CKO_PROFILE));
-        if kind == KeyKind::Authentication
-            && may_list_profiles
-            && matches!(inner.tokens[0].user, CertObjects::Pending)
-        {
-            want.user = true;
-        }
+        // A phone token is recognised by its authentication certificate (phone.rs), which
+        // C_GetTokenInfo reads before any client looks for objects; a profile search never
+        // reads it (traffic economy), so before that read the card's profiles are listed.
+        let want = Files::for_template(kind, template);
         log::trace!(
             "search on {kind:?}: attribute types {:x?}, may read {want:?}",
             template.iter().map(|(t, _)| *t).collect::<Vec<_>>()
