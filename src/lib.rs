@@ -23,5 +23,6 @@
 pub mod card;
 #[allow(unsafe_code)]
 mod ffi;
+pub mod history;
 pub mod pkcs11;
 pub mod transport;

@@ -1,5 +1,5 @@
 //! `jpki`: the My Number Card for people — status, doctor, certificates, CMS signatures, PIN
-//! change, card-info. Uses the card and transport layers of `jpki_pkcs11` directly (not the
+//! change, card-info, the module's usage history. Uses the card and transport layers of `jpki_pkcs11` directly (not the
 //! PKCS#11 API), so it is a separate crate: the module's dependency tree stays free of the
 //! command's crates. See `jpki --help` and README.
 //!
@@ -11,6 +11,7 @@ mod certs;
 mod cms;
 mod common;
 mod doctor;
+mod history;
 mod info;
 mod pin;
 mod status;
@@ -57,6 +58,7 @@ fn dispatch(args: Args) -> Result<(), Failure> {
         } => cms::verify(&args, ca.as_deref(), &content, &signature),
         Command::PinChange { which } => pin::change(&args, which),
         Command::Info => info::run(&args),
+        Command::History { since, key } => history::run(&args, since.as_deref(), key),
     }
 }
 

@@ -25,6 +25,21 @@ pub enum SignCertLookup {
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub sign_cert_lookup: SignCertLookup,
+    /// `JPKI_PKCS11_HISTORY=on|off` (default on): write the usage history (src/history).
+    pub history: bool,
+}
+
+/// An `on`/`off` knob: its value, or `default` with a warning for anything else.
+fn on_off(var: &str, default: bool) -> bool {
+    match std::env::var(var).as_deref() {
+        Err(_) => default,
+        Ok("on" | "1" | "yes" | "true") => true,
+        Ok("off" | "0" | "no" | "false") => false,
+        Ok(other) => {
+            log::warn!("{var}={other:?} is not 'on' or 'off'; using the default");
+            default
+        }
+    }
 }
 
 impl Config {
@@ -40,7 +55,10 @@ impl Config {
                 SignCertLookup::WithoutLogin
             }
         };
-        Config { sign_cert_lookup }
+        Config {
+            sign_cert_lookup,
+            history: on_off("JPKI_PKCS11_HISTORY", true),
+        }
     }
 }
 

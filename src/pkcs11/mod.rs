@@ -12,6 +12,7 @@ pub mod module;
 pub mod object;
 pub mod session;
 pub mod token;
+pub mod usage;
 
 pub use error::{Error, Result};
 pub use module::Module;

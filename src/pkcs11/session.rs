@@ -20,6 +20,9 @@ pub struct KeyOperation {
     pub public: RsaPublicKey,
     pub key_len: usize,
     pub scheme: SignScheme,
+    /// The mechanism, and a SHA-256 of the caller's data, for the usage history (src/history).
+    pub mechanism: CK_MECHANISM_TYPE,
+    pub data_sha256: sha2::Sha256,
 }
 
 /// Operations of one session.

@@ -10,6 +10,7 @@ use crate::card::{CardError, CertificateFile, KeyKind};
 use crate::pkcs11::cert::CertificateData;
 use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::object::{self, pair_names, Object, ObjectHandle};
+use crate::pkcs11::usage;
 
 /// A certificate EF and the objects built from it.
 #[derive(Default)]
@@ -165,6 +166,8 @@ impl Card {
                     Ok(cert) => {
                         if kind == KeyKind::Authentication {
                             inner.auth_serial = Some(cert.serial_value.clone());
+                        } else {
+                            usage::sign_certificate_read(&inner.history_ref(kind));
                         }
                         CertObjects::Loaded(vec![
                             Arc::new(object::certificate(

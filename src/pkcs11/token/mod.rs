@@ -9,6 +9,7 @@
 //! one card and its two tokens, and the token information.
 
 mod certificates;
+mod identity;
 mod login;
 mod signing;
 
@@ -278,27 +279,7 @@ impl Card {
                 }
             }
         }
-        // Serial: the authentication certificate's serial number in hex (last 16 digits);
-        // the label carries its last 8 digits so that two cards' tokens differ.
-        let serial = match &inner.auth_serial {
-            Some(s) => {
-                let first = s.iter().position(|b| *b != 0).unwrap_or(s.len());
-                let hex = crate::pkcs11::hex::encode(&s[first..], true);
-                let hex = if hex.is_empty() { "0".to_string() } else { hex };
-                hex[hex.len().saturating_sub(16)..].to_string()
-            }
-            None => String::new(),
-        };
-        let tag = &serial[serial.len().saturating_sub(8)..];
-        let base = match kind {
-            KeyKind::Authentication => "JPKI Auth",
-            KeyKind::Signature => "JPKI Sign",
-        };
-        let label = if tag.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base} {tag}")
-        };
+        let (label, serial) = inner.identity(kind);
         let mut flags = CKF_WRITE_PROTECTED
             | CKF_LOGIN_REQUIRED
             | CKF_USER_PIN_INITIALIZED
