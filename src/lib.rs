@@ -24,5 +24,6 @@ pub mod card;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod history;
+pub mod notify;
 pub mod pkcs11;
 pub mod transport;

@@ -5,6 +5,8 @@
 
 use once_cell::sync::Lazy;
 
+use crate::notify::NotifyPolicy;
+
 /// How NSS-based programs may look up the signature token's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignCertLookup {
@@ -27,6 +29,19 @@ pub struct Config {
     pub sign_cert_lookup: SignCertLookup,
     /// `JPKI_PKCS11_HISTORY=on|off` (default on): write the usage history (src/history).
     pub history: bool,
+    /// `JPKI_PKCS11_NOTIFY=sign|all|off` (default sign): desktop notification (src/notify).
+    pub notify: NotifyPolicy,
+}
+
+/// `JPKI_PKCS11_NOTIFY`, or `sign` with a warning for a value it is not.
+fn notify_policy() -> NotifyPolicy {
+    match std::env::var("JPKI_PKCS11_NOTIFY") {
+        Err(_) => NotifyPolicy::Sign,
+        Ok(v) => NotifyPolicy::parse(&v).unwrap_or_else(|| {
+            log::warn!("JPKI_PKCS11_NOTIFY={v:?} is not 'sign', 'all' or 'off'; using 'sign'");
+            NotifyPolicy::Sign
+        }),
+    }
 }
 
 /// An `on`/`off` knob: its value, or `default` with a warning for anything else.
@@ -58,6 +73,7 @@ impl Config {
         Config {
             sign_cert_lookup,
             history: on_off("JPKI_PKCS11_HISTORY", true),
+            notify: notify_policy(),
         }
     }
 }

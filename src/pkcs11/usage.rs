@@ -1,7 +1,7 @@
-//! What the core tells the usage history (src/history): one function per recorded operation,
-//! called after the card operation has its result, outside the card's lock. Only operations
-//! that reached the card are recorded: a PIN refused locally for its format, or a call refused
-//! before any card command, is not a use of the card.
+//! What the core tells the usage history (src/history) and the desktop (src/notify): one
+//! function per recorded operation, called after the card operation has its result, outside
+//! the card's lock. Only operations that reached the card are recorded: a PIN refused locally
+//! for its format, or a call refused before any card command, is not a use of the card.
 
 use cryptoki_sys::CK_MECHANISM_TYPE;
 use sha2::Sha256;
@@ -65,6 +65,10 @@ pub fn signed(
     e.mechanism = Some(super::mechanism::name(mechanism));
     e.data_sha256 = Some(history::hex_sha256(data_sha256));
     history::record(&e);
+    if result.is_ok() {
+        let policy = super::config::get().notify;
+        crate::notify::signed(policy, kind, &e.token, &e.program, e.pid);
+    }
 }
 
 /// The signature certificate was read from the card (after the signature password).
