@@ -83,6 +83,16 @@ echo "== two readers, two cards"
 step "[2 cards] cargo test --test environment" \
     "$harness" --cards 2 -- cargo test -q --locked --test environment -- --include-ignored --test-threads=1
 
+echo "== the smartphone token (virtual card profile phone)"
+# The suites that must hold on the phone token too (docs/phone-token.md). pkcs11-tool.sh and
+# tls.sh read the authentication certificate after login there, as a person would. Not here
+# yet: jpki-cli.sh (the phone has no card-info application, and `jpki status`/`certs export`
+# read the authentication certificate without a PIN, which the phone refuses), ssh.sh
+# (`ssh-keygen -D` lists keys without logging in).
+for s in phone history notify pkcs11-tool tls; do
+    step "[phone] $s.sh" "$harness" --profile phone -- bash "tests/integration/$s.sh"
+done
+
 echo "== other suites"
 [ -x tests/package.sh ] && step "Debian package: build, install, use" bash tests/package.sh
 [ -x tests/fuzz.sh ] && step "fuzzing (short budget)" bash tests/fuzz.sh

@@ -10,6 +10,7 @@ pub mod hex;
 pub mod mechanism;
 pub mod module;
 pub mod object;
+pub mod phone;
 pub mod session;
 pub mod token;
 pub mod usage;

@@ -1,14 +1,31 @@
-//! What a token is called (label, serial), and what the usage history is told about it. All
-//! from memory: no card traffic here.
+//! What a token is called (label, serial), on a card and on a phone token, and what the usage
+//! history is told about it. All from memory: no card traffic here.
+
+use cryptoki_sys::*;
 
 use super::{kind_index, Card, CardInner};
 use crate::card::KeyKind;
 use crate::history;
+use crate::pkcs11::object;
+use crate::pkcs11::phone::PhoneToken;
 
 impl CardInner {
-    /// Token label and serial, stable for the card's insertion.
+    /// Token label and serial, stable for the card's insertion: on a phone token from EF 0006,
+    /// never from the certificate that appears at login (phone.rs).
     pub(super) fn identity(&self, kind: KeyKind) -> (String, String) {
-        label_and_serial(self.auth_serial.as_deref(), kind)
+        match &self.phone {
+            Some(p) => label_and_tag(p.serial.clone().unwrap_or_default(), kind),
+            None => label_and_serial(self.auth_serial.as_deref(), kind),
+        }
+    }
+
+    /// A phone token was detected: its authentication token's certificates are not public.
+    pub(super) fn became_phone(&mut self, p: PhoneToken) {
+        self.phone = Some(p);
+        let public_certs = [(CKA_PROFILE_ID, object::ulong(CKP_PUBLIC_CERTIFICATES_TOKEN))];
+        self.tokens[kind_index(KeyKind::Authentication)]
+            .profiles
+            .retain(|o| !o.matches(&public_certs));
     }
 
     /// The usage history's name of a token.

@@ -107,6 +107,8 @@ struct CardInner {
     tokens: [TokenState; 2],
     /// Serial number content octets of the authentication certificate (token serial, label tag).
     auth_serial: Option<Vec<u8>>,
+    /// Set when the token hides its authentication certificate before login (phone.rs).
+    phone: Option<crate::pkcs11::phone::PhoneToken>,
 }
 
 impl CardInner {
@@ -155,6 +157,7 @@ impl Card {
                 jpki,
                 tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
                 auth_serial: None,
+                phone: None,
             }),
         }
     }
@@ -253,7 +256,7 @@ impl Card {
     pub fn token_info(&self, kind: KeyKind) -> Result<TokenInfo> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        if inner.auth_serial.is_none() {
+        if inner.auth_serial.is_none() && inner.phone.is_none() {
             let user_only = Files {
                 user: true,
                 ca: false,
