@@ -26,4 +26,5 @@ mod ffi;
 pub mod history;
 pub mod notify;
 pub mod pkcs11;
+pub mod renewal;
 pub mod transport;

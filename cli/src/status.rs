@@ -72,9 +72,15 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-fn cert_entry(der: &[u8]) -> CertEntry {
+/// `own`: the holder's certificate, which gets the renewal advice.
+fn cert_entry(der: &[u8], own: bool) -> CertEntry {
     match summarize(der) {
-        Some(s) => CertEntry::Summary(s),
+        Some(mut s) => {
+            if own {
+                s.warning = s.renewal.advice();
+            }
+            CertEntry::Summary(s)
+        }
         None => CertEntry::Error {
             error: "unparsable certificate".into(),
         },
@@ -107,7 +113,8 @@ fn card_report(card: &mut JpkiCard) -> Result<CardReport, Failure> {
         ("signature_ca", CertificateFile::SignatureCa),
     ] {
         let entry = match card.read_certificate(file) {
-            Ok(der) => cert_entry(&der),
+            // Renewal advice concerns the holder's own certificate, not the CAs'.
+            Ok(der) => cert_entry(&der, file == CertificateFile::Authentication),
             Err(e) => CertEntry::Error {
                 error: e.to_string(),
             },
@@ -284,6 +291,9 @@ impl CardReport {
                     "    valid {} to {} ({when})",
                     cert.not_before, cert.not_after
                 );
+                if let Some(w) = &cert.warning {
+                    println!("    WARNING: the certificate {w}");
+                }
             } else {
                 println!("  {name}: valid to {} ({when})", cert.not_after);
             }

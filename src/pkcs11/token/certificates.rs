@@ -165,6 +165,7 @@ impl Card {
             let objects = match self.read_cert(inner, user_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
                     Ok(cert) => {
+                        crate::renewal::warn_once(kind, cert.not_after.as_ref());
                         if kind == KeyKind::Authentication {
                             inner.auth_serial = Some(cert.serial_value.clone());
                         } else {
