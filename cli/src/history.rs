@@ -95,7 +95,7 @@ impl Report for HistoryReport {
     fn human(&self) {
         if self.entries.is_empty() {
             println!("No card use recorded in {}.", self.dir);
-            if !jpki_pkcs11::pkcs11::config::get().history {
+            if !jpki_pkcs11::pkcs11::config::get().history() {
                 println!("(The history is switched off: JPKI_PKCS11_HISTORY=off.)");
             }
         }

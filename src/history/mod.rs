@@ -11,7 +11,8 @@
 //! Local only, under the XDG state directory ([`store`]). Writing is best effort: it happens
 //! after the card operation has its result, and a failure (read-only home, full disk, a
 //! sandbox) is logged once per process as a warning and otherwise ignored, so it can never
-//! change an operation's outcome. Switched off by `JPKI_PKCS11_HISTORY=off` (`pkcs11::config`).
+//! change an operation's outcome. Switched off by the `history` setting (`JPKI_PKCS11_HISTORY=off`, a module
+//! parameter or the configuration file; `pkcs11::config`).
 //! `jpki history` reads it back with [`store::read_lines`] and this module's [`Entry`].
 
 pub mod store;
@@ -124,7 +125,7 @@ fn program_path() -> String {
 /// which must not write to the developer's home (the PC/SC suites write it to the harness's
 /// directory and check it).
 pub fn enabled() -> bool {
-    !cfg!(test) && crate::pkcs11::config::get().history
+    !cfg!(test) && crate::pkcs11::config::get().history()
 }
 
 /// The directory written to, if any.

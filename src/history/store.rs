@@ -7,12 +7,10 @@
 //! it becomes `history.1.jsonl` (the older `.1` becomes `.2`, the older `.2` is dropped): at
 //! most [`KEPT_FILES`] × [`MAX_FILE_BYTES`] on disk.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use rustix::fs::{Mode, OFlags};
 
 /// Size at which the current file is rotated.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024;
@@ -48,9 +46,13 @@ pub fn file(dir: &Path, n: usize) -> PathBuf {
 /// Opens the file for appending, created 0600; never through a symlink (someone who can write
 /// the directory must not redirect our writes).
 fn open_append(path: &Path) -> io::Result<File> {
-    let flags =
-        OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let f = File::from(rustix::fs::open(path, flags, Mode::from_raw_mode(0o600))?);
+    // std adds O_CLOEXEC itself.
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));

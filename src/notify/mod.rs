@@ -6,10 +6,10 @@
 //!
 //! A signature with the signature key has the force of a handwritten seal, so by default the
 //! holder is told each time: a freedesktop notification on the D-Bus session bus
-//! (`DBUS_SESSION_BUS_ADDRESS`) naming the program that caused it. Policy
-//! (`JPKI_PKCS11_NOTIFY`, see `pkcs11::config`): `sign` (default: signature key only), `all`
-//! (also the authentication key, which signs at every TLS or SSH login and would otherwise be
-//! noisy), `off`.
+//! (`DBUS_SESSION_BUS_ADDRESS`) naming the program that caused it. Policy (the `notify` key of
+//! `pkcs11::config`, `JPKI_PKCS11_NOTIFY`): `sign` (default: signature key only), `all` (also
+//! the authentication key, which signs at every TLS or SSH login and would otherwise be noisy),
+//! `off`.
 //!
 //! The notification is sent from its own thread after the signature was returned: the card
 //! operation never waits for the bus. No session bus (a server, a service, a sandbox) means no
@@ -34,15 +34,6 @@ pub enum NotifyPolicy {
 }
 
 impl NotifyPolicy {
-    pub fn parse(v: &str) -> Option<NotifyPolicy> {
-        match v {
-            "off" | "none" => Some(NotifyPolicy::Off),
-            "sign" => Some(NotifyPolicy::Sign),
-            "all" => Some(NotifyPolicy::All),
-            _ => None,
-        }
-    }
-
     fn covers(self, key: KeyKind) -> bool {
         match self {
             NotifyPolicy::Off => false,
@@ -120,8 +111,6 @@ mod tests {
 
     #[test]
     fn policy() {
-        assert_eq!(NotifyPolicy::parse("sign"), Some(NotifyPolicy::Sign));
-        assert_eq!(NotifyPolicy::parse("loud"), None);
         assert!(NotifyPolicy::Sign.covers(KeyKind::Signature));
         assert!(!NotifyPolicy::Sign.covers(KeyKind::Authentication));
         assert!(NotifyPolicy::All.covers(KeyKind::Authentication));

@@ -66,7 +66,7 @@ pub fn signed(
     e.data_sha256 = Some(history::hex_sha256(data_sha256));
     history::record(&e);
     if result.is_ok() {
-        let policy = super::config::get().notify;
+        let policy = super::config::get().notify();
         crate::notify::signed(policy, kind, &e.token, &e.program, e.pid);
     }
 }

@@ -3,7 +3,8 @@
 # both signatures with program pkcs11-tool, key, mechanism and the data's SHA-256; PIN
 # verifications (with tries left) and a PIN change are recorded; the files are 0600 and hold
 # no PIN (ASCII or hex) and nothing of the signature certificate; an unwritable history
-# location costs no failed operation (one warning); JPKI_PKCS11_HISTORY=off writes nothing;
+# location costs no failed operation (one warning); JPKI_PKCS11_HISTORY=off (or history = off
+# in the configuration file) writes nothing, a bad value is a warning and means on;
 # --key and --since filter.
 #
 # Run inside the harness, after `cargo build --release --lib --bin jpki`:
@@ -158,5 +159,16 @@ JPKI_PKCS11_HISTORY=off p11 --slot 0 --login --pin "$AUTH_PIN" --sign -m SHA256-
     -i "$work/data" -o "$work/sig4" >/dev/null 2>&1
 check "JPKI_PKCS11_HISTORY=off: signature succeeds" test $? -eq 0
 check "JPKI_PKCS11_HISTORY=off: nothing recorded" test "$(cat "$hist"/history*.jsonl | wc -l)" -eq "$before"
+mkdir -p "$work/cfg/jpki-pkcs11"
+printf '[pkcs11-tool]\nhistory = off\n' >"$work/cfg/jpki-pkcs11/config"
+XDG_CONFIG_HOME=$work/cfg p11 --slot 0 --login --pin "$AUTH_PIN" --sign -m SHA256-RSA-PKCS --id 01 \
+    -i "$work/data" -o "$work/sig5" >/dev/null 2>&1
+check "history = off in the configuration file: signature succeeds" test $? -eq 0
+check "history = off in the configuration file: nothing recorded" test "$(cat "$hist"/history*.jsonl | wc -l)" -eq "$before"
+JPKI_PKCS11_HISTORY=sometimes p11 --slot 0 --login --pin "$AUTH_PIN" --sign -m SHA256-RSA-PKCS --id 01 \
+    -i "$work/data" -o "$work/sig6" >/dev/null 2>"$work/bad.err"
+check "JPKI_PKCS11_HISTORY=sometimes: signature succeeds" test $? -eq 0
+check "... with a warning" grep -q "history" "$work/bad.err"
+check "... and the default (on): recorded" test "$(cat "$hist"/history*.jsonl | wc -l)" -gt "$before"
 
 check_done
