@@ -7,19 +7,9 @@
 # target/release/jpki and target/debug/jpki (build it first: cargo build).
 set -uo pipefail
 
-root=${JPKI_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-module=${JPKI_MODULE:-$root/target/release/libjpki_pkcs11.so}
-vc=${JPKI_VC:-${JPKI_TEST_CARD_BIN:-$root/target/debug/jpki-virtual-card}}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/paths.bash"
 profile=${JPKI_TEST_PROFILE:-conservative}
-: "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
-cli=${JPKI_CLI:-}
-if [ -z "$cli" ]; then
-    # The newer of the release and debug builds (run-all.sh builds all targets in debug).
-    for c in "$root/target/release/jpki" "$root/target/debug/jpki"; do
-        if [ -x "$c" ] && { [ -z "$cli" ] || [ "$c" -nt "$cli" ]; }; then cli=$c; fi
-    done
-fi
-[ -x "$cli" ] || { echo "not ok - jpki binary not built (cargo build --release --bin jpki)"; exit 1; }
+need_cli
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -10,13 +10,10 @@
 #   tests/harness/with-card.sh [--profile extended] -- bash tests/integration/notify.sh
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=${JPKI_ROOT:-$(cd "$here/../.." && pwd)}
-# shellcheck source=lib/check.bash
+here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/lib/check.bash"
-module=${JPKI_MODULE:-$root/target/release/libjpki_pkcs11.so}
-: "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
-[ -f "$module" ] || { echo "not ok - module $module missing (cargo build --release --lib)"; exit 1; }
+source "$here/lib/paths.bash"
+need_module
 command -v dbus-daemon >/dev/null && command -v dbus-monitor >/dev/null ||
     { echo "not ok - dbus-daemon and dbus-monitor needed (apt-get install dbus dbus-bin)"; exit 1; }
 work=$(mktemp -d)

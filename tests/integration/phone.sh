@@ -4,23 +4,20 @@
 # the authentication token does not claim CKP_PUBLIC_CERTIFICATES_TOKEN; label and serial come
 # from EF 0006 (readable before login), so they cannot change at login; both keys
 # sign (checked with openssl against the public keys read through the module); the usage
-# history names the phone's token. TLS, SSH and browser log-in on this profile: tls.sh,
-# ssh.sh, firefox.sh run with --profile phone (tests/run-all.sh).
+# history names the phone's token. Clients on this profile: pkcs11-tool.sh and tls.sh run with
+# --profile phone too (tests/run-all.sh's phone pass).
 #
 #   tests/harness/with-card.sh --profile phone -- bash tests/integration/phone.sh
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=${JPKI_ROOT:-$(cd "$here/../.." && pwd)}
-# shellcheck source=lib/check.bash
+here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/lib/check.bash"
-module=${JPKI_MODULE:-$root/target/release/libjpki_pkcs11.so}
-: "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
+source "$here/lib/paths.bash"
 if [ "${JPKI_TEST_PROFILE:-}" != phone ]; then
     echo "# SKIP: phone.sh runs on the phone profile only (this is ${JPKI_TEST_PROFILE:-unset})"
     exit 0
 fi
-[ -f "$module" ] || { echo "not ok - module $module missing (cargo build --release --lib)"; exit 1; }
+need_module
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export XDG_STATE_HOME=$work/state

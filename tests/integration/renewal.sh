@@ -8,21 +8,11 @@
 #   tests/harness/with-card.sh [--profile extended] -- bash tests/integration/renewal.sh
 set -uo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=${JPKI_ROOT:-$(cd "$here/../.." && pwd)}
-# shellcheck source=lib/check.bash
+here=$(dirname "${BASH_SOURCE[0]}")
 source "$here/lib/check.bash"
-module=${JPKI_MODULE:-$root/target/release/libjpki_pkcs11.so}
-vc=${JPKI_VC:-${JPKI_TEST_CARD_BIN:-$root/target/debug/jpki-virtual-card}}
-: "${JPKI_TEST_CONTROL:?run inside tests/harness/with-card.sh}"
-cli=${JPKI_CLI:-}
-if [ -z "$cli" ]; then
-    for c in "$root/target/release/jpki" "$root/target/debug/jpki"; do
-        if [ -x "$c" ] && { [ -z "$cli" ] || [ "$c" -nt "$cli" ]; }; then cli=$c; fi
-    done
-fi
-[ -f "$module" ] || { echo "not ok - module $module missing (cargo build --release --lib)"; exit 1; }
-[ -x "$cli" ] || { echo "not ok - jpki binary not built (cargo build --release --bin jpki)"; exit 1; }
+source "$here/lib/paths.bash"
+need_module
+need_cli
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export HOME=$work/home
