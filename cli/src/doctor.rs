@@ -4,7 +4,8 @@
 //! (and no PIN is blocked); the module registered with p11-kit (`p11-kit list-modules`), in the
 //! shared NSS database of Chromium and NSS tools (`~/.pki/nssdb`, `modutil -list`) and in each
 //! Firefox profile (`~/.mozilla/firefox/*/pkcs11.txt`), directly or through p11-kit-proxy; the
-//! authentication certificate's remaining validity (renewal from 90 days before expiry).
+//! authentication certificate's remaining validity (renewal from 90 days before expiry); the
+//! card's CA certificates against the pinned J-LIS anchors.
 //! No PIN is asked and no try is spent. A "problem" stops the card from working (exit 8); a
 //! "warning" only concerns one client.
 
@@ -17,6 +18,7 @@ use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::{Readers, TransportError};
 use serde::Serialize;
 
+use super::anchors::{self, CaCheck, Purpose};
 use super::args::Args;
 use super::common::{self, Exit, Failure, Report};
 
@@ -190,10 +192,39 @@ fn card_checks(findings: &mut Vec<Finding>, args: &Args) {
     certificate_checks(findings, &mut card);
 }
 
-/// Renewal reminder on the authentication certificate (readable without a PIN on the card;
+/// The card's CA certificates against the J-LIS anchors, and the renewal reminder on the
+/// authentication certificate (readable without a PIN on the card;
 /// the signature certificate needs the password, so doctor does not read it; a phone token
 /// shows neither before a PIN, and then nothing is said).
 fn certificate_checks(findings: &mut Vec<Finding>, card: &mut JpkiCard) {
+    for (file, purpose, name) in [
+        (
+            CertificateFile::SignatureCa,
+            Purpose::Signature,
+            "signature",
+        ),
+        (
+            CertificateFile::AuthenticationCa,
+            Purpose::Authentication,
+            "authentication",
+        ),
+    ] {
+        let Ok(der) = card.read_certificate(file) else {
+            continue;
+        };
+        match anchors::check_ca(&der, purpose) {
+            CaCheck::Genuine(a) => findings.push(finding(
+                "ca",
+                Level::Ok,
+                format!("the card's {name} CA is a genuine J-LIS CA (generation {})", a.generation),
+            )),
+            CaCheck::NotJlis => findings.push(
+                finding("ca", Level::Warning, format!("the card's {name} CA is not a J-LIS CA: a test card, or a forged one"))
+                    .fix("signatures made with this card are not a My Number Card holder's; do not rely on it"),
+            ),
+            CaCheck::NotChecked => {}
+        }
+    }
     let Some(s) = card
         .read_certificate(CertificateFile::Authentication)
         .ok()

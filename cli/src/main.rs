@@ -6,6 +6,7 @@
 //! Layout: `args` (command line), `common` (card discovery, PIN input, progress, output, exit
 //! codes), one file per subcommand.
 
+mod anchors;
 mod args;
 mod certs;
 mod cms;
