@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use jpki_pkcs11::card::{Application, CertificateFile, JpkiCard, KenhojoPin, KeyKind};
+use jpki_pkcs11::card::{Application, CardError, CertificateFile, JpkiCard, KenhojoPin, KeyKind};
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::Readers;
 use serde::Serialize;
@@ -169,6 +169,10 @@ fn card_report(card: &mut JpkiCard) -> Result<CardReport, Failure> {
     ] {
         let entry = match card.read_certificate(file) {
             Ok(der) => cert_entry(&der, file),
+            // A smartphone token (docs/phone-token.md); status asks no PIN.
+            Err(CardError::SecurityStatusNotSatisfied) => CertEntry::Error {
+                error: "readable only after the authentication PIN (smartphone token)".into(),
+            },
             Err(e) => CertEntry::Error {
                 error: e.to_string(),
             },
