@@ -1,7 +1,9 @@
 //! What the core tells the usage history (src/history) and the desktop (src/notify): one
 //! function per recorded operation, called after the card operation has its result, outside
-//! the card's lock. Only operations that reached the card are recorded: a PIN refused locally
-//! for its format, or a call refused before any card command, is not a use of the card.
+//! the card's lock (but for [`sign_certificate_read`], recorded where the certificate is loaded,
+//! under the lock: one small append, once per card insertion). Only operations that reached
+//! the card are recorded: a PIN refused locally for its format, or a call refused before any
+//! card command, is not a use of the card.
 
 use cryptoki_sys::CK_MECHANISM_TYPE;
 use sha2::Sha256;
