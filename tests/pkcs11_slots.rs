@@ -354,6 +354,16 @@ fn a_hidden_token_has_no_slot() {
         vec![SIGN_SLOT],
     );
     only(SIGN_SLOT, [AUTH_SLOT, EMPTY_AUTH_SLOT]);
+    // Another user of the module in this process initialises too: nothing changes for us.
+    assert_eq!(
+        call!(raw, C_Initialize(ptr::null_mut())),
+        CKR_CRYPTOKI_ALREADY_INITIALIZED
+    );
+    assert_eq!(
+        raw.slot_list(false),
+        Ok(vec![SIGN_SLOT, EMPTY_SIGN_SLOT]),
+        "a second C_Initialize keeps the first one's settings"
+    );
     visible(
         b"tokens=AUTH\0",
         vec![AUTH_SLOT, EMPTY_AUTH_SLOT],
