@@ -333,33 +333,43 @@ fn a_hidden_token_has_no_slot() {
         );
     };
 
+    // A hidden token's slots are invalid everywhere; the shown token opens sessions.
+    let only = |shown: CK_SLOT_ID, hidden: [CK_SLOT_ID; 2]| {
+        for slot in hidden {
+            assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+            assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+            assert_eq!(
+                raw.open(slot, CKF_SERIAL_SESSION).err(),
+                Some(CKR_SLOT_ID_INVALID)
+            );
+        }
+        assert!(raw.token_info(shown).is_ok());
+        let s = raw.open_ro(shown);
+        assert_eq!(call!(raw, C_CloseSession(s)), CKR_OK);
+    };
+
     visible(
         b"tokens=sign\0",
         vec![SIGN_SLOT, EMPTY_SIGN_SLOT],
         vec![SIGN_SLOT],
     );
-    for slot in [AUTH_SLOT, EMPTY_AUTH_SLOT] {
-        assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-        assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-        assert_eq!(
-            raw.open(slot, CKF_SERIAL_SESSION).err(),
-            Some(CKR_SLOT_ID_INVALID)
-        );
-    }
-    assert!(raw.token_info(SIGN_SLOT).is_ok());
-    let s = raw.open_ro(SIGN_SLOT);
-    assert_eq!(call!(raw, C_CloseSession(s)), CKR_OK);
-
+    only(SIGN_SLOT, [AUTH_SLOT, EMPTY_AUTH_SLOT]);
+    // Another user of the module in this process initialises too: nothing changes for us.
+    assert_eq!(
+        call!(raw, C_Initialize(ptr::null_mut())),
+        CKR_CRYPTOKI_ALREADY_INITIALIZED
+    );
+    assert_eq!(
+        raw.slot_list(false),
+        Ok(vec![SIGN_SLOT, EMPTY_SIGN_SLOT]),
+        "a second C_Initialize keeps the first one's settings"
+    );
     visible(
         b"tokens=AUTH\0",
         vec![AUTH_SLOT, EMPTY_AUTH_SLOT],
         vec![AUTH_SLOT],
     );
-    for slot in [SIGN_SLOT, EMPTY_SIGN_SLOT] {
-        assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-        assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-    }
-    assert!(raw.token_info(AUTH_SLOT).is_ok());
+    only(AUTH_SLOT, [SIGN_SLOT, EMPTY_SIGN_SLOT]);
 
     // A value the module does not know, or a PIN, is a warning; both tokens stay.
     visible(

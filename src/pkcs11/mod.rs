@@ -7,6 +7,7 @@ pub mod cert;
 pub mod config;
 pub mod error;
 pub mod hex;
+pub mod live_attributes;
 pub mod mechanism;
 pub mod module;
 pub mod object;

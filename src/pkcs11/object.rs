@@ -9,7 +9,7 @@ use rsa::RsaPublicKey;
 use sha1::{Digest, Sha1};
 
 use super::cert::CertificateData;
-use super::mechanism::SIGN_MECHANISMS;
+use super::mechanism::{PSS_MECHANISMS, SIGN_MECHANISMS};
 use crate::card::KeyKind;
 
 /// An object handle. Handles are never reused within a process.
@@ -66,6 +66,17 @@ impl Object {
             Some((_, Attr::Sensitive)) => AttrLookup::Sensitive,
             None => AttrLookup::Invalid,
         }
+    }
+
+    /// A copy with the value of an existing attribute `ty` replaced.
+    pub fn with_value(&self, ty: CK_ATTRIBUTE_TYPE, value: Vec<u8>) -> Object {
+        let mut copy = self.clone();
+        for (t, v) in copy.attrs.iter_mut() {
+            if *t == ty {
+                *v = Attr::Value(value.clone());
+            }
+        }
+        copy
     }
 
     /// Whether every (type, value) of `template` is an attribute of this object with exactly
@@ -236,9 +247,13 @@ pub fn certificate(
     b.build(handle, None)
 }
 
-fn allowed_mechanisms() -> Vec<u8> {
+/// `CKA_ALLOWED_MECHANISMS` of a key: the PKCS#1 v1.5 mechanisms, and with `pss` the card's
+/// PSS ones (see `live_attributes`, which sets them once the card is known to sign PSS).
+pub fn allowed_mechanisms(pss: bool) -> Vec<u8> {
+    let pss_mechs: &[CK_MECHANISM_TYPE] = if pss { &PSS_MECHANISMS } else { &[] };
     SIGN_MECHANISMS
         .iter()
+        .chain(pss_mechs)
         .flat_map(|m| m.to_ne_bytes())
         .collect()
 }
@@ -253,7 +268,7 @@ fn key_common(b: &mut Builder, cert: &CertificateData, id: u8, label: &str) {
         // equipment; we cannot state that it was generated on "this token" by C_GenerateKeyPair.
         .bool(CKA_LOCAL, false)
         .ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION)
-        .bytes(CKA_ALLOWED_MECHANISMS, &allowed_mechanisms())
+        .bytes(CKA_ALLOWED_MECHANISMS, &allowed_mechanisms(false))
         .bytes(CKA_SUBJECT, &cert.subject)
         .bytes(CKA_MODULUS, &cert.modulus())
         .bytes(CKA_PUBLIC_EXPONENT, &cert.public_exponent())

@@ -83,7 +83,8 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         || {
             let m = m()?;
             let attrs = unsafe { ptr::template_mut(template, count) }?;
-            let o = m.object(session, object)?;
+            let types: Vec<CK_ATTRIBUTE_TYPE> = attrs.iter().map(|a| a.type_).collect();
+            let o = m.object_for_read(session, object, &types)?;
             // Fill what we can; report the last problem found, in this precedence.
             let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
             for a in attrs.iter_mut() {

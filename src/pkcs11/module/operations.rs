@@ -50,6 +50,20 @@ impl Module {
         s.card.object(s.kind, o)
     }
 
+    /// A visible object as a reader of attributes `types` sees it (`C_GetAttributeValue`).
+    pub fn object_for_read(
+        &self,
+        h: SessionHandle,
+        o: ObjectHandle,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Arc<Object>> {
+        let s = self.live_session(h)?;
+        let obj = s.card.object(s.kind, o)?;
+        Ok(crate::pkcs11::live_attributes::for_read(
+            &s.card, obj, types,
+        ))
+    }
+
     // ----- sign and verify -------------------------------------------------------------------
 
     pub(super) fn key_operation(
