@@ -11,6 +11,7 @@ pub mod mechanism;
 pub mod module;
 pub mod object;
 pub mod session;
+pub mod session_objects;
 pub mod token;
 
 pub use error::{Error, Result};

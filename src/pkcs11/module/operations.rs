@@ -22,7 +22,9 @@ impl Module {
         if ops.find.is_some() {
             return Err(Error::OperationActive);
         }
-        let found = s.card.find(s.kind, template)?;
+        let mut found = s.card.find(s.kind, template)?;
+        let who = Self::caller(&s, h);
+        found.extend(self.objects.lock().find(&who, template));
         ops.find = Some(found.into());
         Ok(())
     }
@@ -47,13 +49,16 @@ impl Module {
     /// A visible object (`C_GetAttributeValue`, `C_GetObjectSize`).
     pub fn object(&self, h: SessionHandle, o: ObjectHandle) -> Result<Arc<Object>> {
         let s = self.live_session(h)?;
-        s.card.object(s.kind, o)
+        self.visible_object(&s, h, o)?
+            .ok_or(Error::ObjectHandleInvalid)
     }
 
     // ----- sign and verify -------------------------------------------------------------------
 
     pub(super) fn key_operation(
+        &self,
         s: &Session,
+        h: SessionHandle,
         mech: CK_MECHANISM_TYPE,
         param: MechanismParam,
         key: ObjectHandle,
@@ -68,7 +73,7 @@ impl Module {
         } else {
             SignScheme::new(mech)?
         };
-        let obj = match s.card.object_with_visibility(s.kind, key) {
+        let obj = match self.visible_object(s, h, key) {
             Ok(Some(o)) => o,
             Ok(None) => return Err(Error::UserNotLoggedIn),
             Err(_) => return Err(Error::KeyHandleInvalid),
@@ -78,6 +83,14 @@ impl Module {
         };
         if obj.class != class {
             return Err(Error::KeyTypeInconsistent);
+        }
+        let function = if class == CKO_PRIVATE_KEY {
+            CKA_SIGN
+        } else {
+            CKA_VERIFY
+        };
+        if !obj.is_true(function) {
+            return Err(Error::KeyFunctionNotPermitted);
         }
         use rsa::traits::PublicKeyParts;
         Ok(KeyOperation {
@@ -111,7 +124,7 @@ impl Module {
         if ops.sign.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.sign = Some(Self::key_operation(&s, mech, param, key, CKO_PRIVATE_KEY)?);
+        ops.sign = Some(self.key_operation(&s, h, mech, param, key, CKO_PRIVATE_KEY)?);
         Ok(())
     }
 
@@ -178,7 +191,7 @@ impl Module {
         if ops.verify.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.verify = Some(Self::key_operation(&s, mech, param, key, CKO_PUBLIC_KEY)?);
+        ops.verify = Some(self.key_operation(&s, h, mech, param, key, CKO_PUBLIC_KEY)?);
         Ok(())
     }
 
