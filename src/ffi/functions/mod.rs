@@ -5,12 +5,30 @@
 use cryptoki_sys::*;
 
 use super::{pad, ptr};
-use crate::pkcs11::module::{self, Module};
+use crate::pkcs11::module::{self, Module, OperationKind};
 use crate::pkcs11::session_objects::{MAX_OBJECT_BYTES, MAX_TEMPLATE_ATTRIBUTES};
 use crate::pkcs11::{Error, Result};
 
 fn m() -> Result<std::sync::Arc<Module>> {
     module::get()
+}
+
+/// Runs the body of a call of an active operation: on any error but `CKR_BUFFER_TOO_SMALL`
+/// the operation ends, argument errors included (the specification's rule for `C_Sign`,
+/// `C_SignUpdate`, `C_SignFinal` and their verify and digest counterparts).
+pub(super) fn ending(
+    m: &Module,
+    session: CK_SESSION_HANDLE,
+    kind: OperationKind,
+    body: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let result = body();
+    if let Err(e) = &result {
+        if !matches!(e, Error::BufferTooSmall { .. }) {
+            m.end_operation(session, kind);
+        }
+    }
+    result
 }
 
 /// A NULL length pointer of an output: an argument error, checked before any state.

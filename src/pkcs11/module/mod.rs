@@ -21,6 +21,7 @@ use super::session_objects::SessionObjects;
 use super::token::KINDS;
 use crate::card::CardReaders;
 
+pub use operations::OperationKind;
 use slots::SlotTable;
 pub use slots::{FullTokenInfo, SlotInfo};
 
