@@ -20,4 +20,6 @@ pub use module::Module;
 #[cfg(test)]
 mod beyond_tests;
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod tests;

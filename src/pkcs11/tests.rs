@@ -22,11 +22,12 @@ const AUTH_PIN: &[u8] = b"1234";
 const SIGN_PIN: &[u8] = b"ABC123";
 const NSS_TRUST: CK_ULONG = 0xCE53_4353;
 
-struct Rig {
-    readers: InProcessReaders,
-    module: Module,
-    vc: Arc<Mutex<VirtualCard>>,
-    sim: SimulatedCard,
+/// A module over one in-process virtual card (also used by `conformance_tests`).
+pub(super) struct Rig {
+    pub(super) readers: InProcessReaders,
+    pub(super) module: Module,
+    pub(super) vc: Arc<Mutex<VirtualCard>>,
+    pub(super) sim: SimulatedCard,
 }
 
 fn card(state: CardState, profile: Profile) -> (Arc<Mutex<VirtualCard>>, SimulatedCard) {
@@ -51,17 +52,17 @@ fn rig_with(state: CardState, profile: Profile) -> Rig {
     }
 }
 
-fn rig() -> Rig {
+pub(super) fn rig() -> Rig {
     rig_with(test_state(), Profile::Conservative)
 }
 
-fn session(r: &Rig, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
+pub(super) fn session(r: &Rig, slot: CK_SLOT_ID) -> CK_SESSION_HANDLE {
     r.module
         .open_session(slot, CKF_SERIAL_SESSION)
         .expect("open session")
 }
 
-fn find(
+pub(super) fn find(
     r: &Rig,
     h: CK_SESSION_HANDLE,
     t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
