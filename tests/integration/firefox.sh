@@ -163,8 +163,8 @@ fi
 
 # A malformed PIN typed first ("12", two digits, in the auth token's prompt): C_Login answers
 # CKR_PIN_INCORRECT without reaching the card, and Firefox shows its password prompt again, where
-# the right PIN logs in (docs/conformance.md; with CKR_PIN_LEN_RANGE NSS gave up without asking
-# again). The card sees exactly one VERIFY, the right one.
+# the right PIN logs in (docs/conformance.md). The card sees exactly one VERIFY, the right one.
+# (Measured: the module's former CKR_PIN_LEN_RANGE gave the same second prompt in this flow.)
 start_s_server tls1_2 "$PORT12"
 stats_before=$(card_stats)
 out2=$scratch/out-malformed
