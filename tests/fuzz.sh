@@ -19,7 +19,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 total=${FUZZ_TOTAL_SECONDS:-40}
-targets=(card_responses cert_der attribute_template stateful)
+targets=(card_responses cert_der attribute_template stateful session_objects)
 per=$((total / ${#targets[@]}))
 [ "$per" -ge 1 ] || per=1
 scratch=$(mktemp -d)

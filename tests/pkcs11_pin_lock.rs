@@ -76,12 +76,12 @@ fn pin_counters_down_to_locked() {
     assert_eq!(raw.login(s, CKU_USER, AUTH_PIN.as_bytes()), CKR_PIN_LOCKED);
     assert_eq!(
         raw.login(s, CKU_USER, b"12"),
-        CKR_PIN_LEN_RANGE,
+        CKR_PIN_INCORRECT,
         "format first"
     );
     assert_eq!(
         raw.login(s, CKU_USER, b"12a4"),
-        CKR_PIN_INVALID,
+        CKR_PIN_INCORRECT,
         "format first"
     );
     let after = stats();
@@ -139,7 +139,7 @@ fn pin_counters_down_to_locked() {
         raw.login(sign, CKU_USER, SIGN_PASSWORD.as_bytes()),
         CKR_PIN_LOCKED
     );
-    assert_eq!(raw.login(sign, CKU_USER, b"ABC"), CKR_PIN_LEN_RANGE);
+    assert_eq!(raw.login(sign, CKU_USER, b"ABC"), CKR_PIN_INCORRECT);
     ctx.reinit();
     assert_eq!(pin_flags(&ctx, SIGN_SLOT), CKF_USER_PIN_LOCKED);
     assert_eq!(stats().get("malformed_verify_count"), 0);

@@ -123,8 +123,9 @@ fn slots_tokens_and_mechanisms() {
             | CKF_USER_PIN_INITIALIZED
             | CKF_TOKEN_INITIALIZED;
         assert_eq!(ti.flags & must, must, "flags {:#x}", ti.flags);
-        let never = CKF_RNG
-            | CKF_PROTECTED_AUTHENTICATION_PATH
+        // CKF_RNG: C_GenerateRandom serves the operating system's generator.
+        assert_ne!(ti.flags & CKF_RNG, 0, "flags {:#x}", ti.flags);
+        let never = CKF_PROTECTED_AUTHENTICATION_PATH
             | CKF_CLOCK_ON_TOKEN
             | CKF_USER_PIN_COUNT_LOW
             | CKF_USER_PIN_FINAL_TRY
@@ -143,7 +144,7 @@ fn slots_tokens_and_mechanisms() {
             .expect("typed token info");
         assert_eq!(typed.label(), label);
         assert!(typed.write_protected() && typed.login_required() && typed.token_initialized());
-        assert!(typed.user_pin_initialized() && !typed.rng());
+        assert!(typed.user_pin_initialized() && typed.rng());
     }
     assert_ne!(labels[0], labels[1], "the two tokens have different labels");
 

@@ -12,6 +12,7 @@ pub mod mechanism;
 pub mod module;
 pub mod object;
 pub mod session;
+pub mod session_objects;
 pub mod token;
 
 pub use error::{Error, Result};
@@ -19,5 +20,7 @@ pub use module::Module;
 
 #[cfg(test)]
 mod beyond_tests;
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod tests;

@@ -89,6 +89,28 @@ impl Object {
         })
     }
 
+    /// An object from its attributes, already checked (session objects: `session_objects`).
+    pub fn from_attributes(
+        handle: ObjectHandle,
+        class: CK_OBJECT_CLASS,
+        private: bool,
+        key: Option<(KeyKind, RsaPublicKey)>,
+        attrs: Vec<(CK_ATTRIBUTE_TYPE, Attr)>,
+    ) -> Object {
+        Object {
+            handle,
+            class,
+            private,
+            key,
+            attrs,
+        }
+    }
+
+    /// Whether a boolean attribute is present and TRUE.
+    pub fn is_true(&self, ty: CK_ATTRIBUTE_TYPE) -> bool {
+        matches!(self.attribute(ty), AttrLookup::Value(v) if v.first().is_some_and(|b| *b != CK_FALSE))
+    }
+
     /// Total size of the object's readable attribute values (for `C_GetObjectSize`).
     pub fn size(&self) -> usize {
         self.attrs
