@@ -81,7 +81,7 @@ fn apdu_bounds() -> ApduBounds {
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn apdu_counts() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     ctx.reinit(); // nothing cached
     let bounds = apdu_bounds();

@@ -23,10 +23,8 @@ fn pin_flags(ctx: &Ctx, slot: CK_SLOT_ID) -> CK_FLAGS {
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn pin_counters_down_to_locked() {
+    require_harness();
     let _g = serial();
-    if !enabled() {
-        return;
-    }
     let ctx = Ctx::new();
     let raw = &ctx.raw;
     assert_eq!(card_tries(), (3, 5));
