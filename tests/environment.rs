@@ -9,6 +9,9 @@
 //! Run: tests/harness/with-card.sh -- cargo test --test environment -- --include-ignored --test-threads=1 --skip two_readers_two_cards
 //!      tests/harness/with-card.sh --cards 2 -- cargo test --test environment -- --include-ignored --test-threads=1
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod robust;
 
 use std::ffi::CString;

@@ -17,6 +17,9 @@
 //! PINs is done in `tests/pkcs11_pin_lock.rs` (a separate harness run). Helpers shared by the
 //! chapters are in `tests/common/`.
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::ptr;

@@ -6,6 +6,9 @@
 //! tests/harness/with-card.sh -- cargo test --test pkcs11_pin_lock -- --include-ignored --test-threads=1
 //! ```
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
