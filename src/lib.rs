@@ -10,16 +10,15 @@
 //! ```
 //!
 //! Nothing below `ffi` knows what a C pointer is. The compiler holds two of the rules (the
-//! `[lints]` table of Cargo.toml): `unsafe` is an error everywhere but in `ffi` (the C
-//! boundary), and `unwrap`, `expect` and `panic!` are errors outside tests (input from a caller,
-//! the card or pcscd becomes an error, never a panic). See docs/architecture.md.
+//! `[lints]` table of Cargo.toml): code outside Rust's memory-safety checks is an error
+//! everywhere but in `ffi` (the C boundary, whose first lines allow it), and `unwrap`, `expect`
+//! and `panic!` are errors outside tests (input from a caller, the card or pcscd becomes an
+//! error, never a panic). See docs/architecture.md.
 
 // Tests may panic: a failed assertion is how they report.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod card;
-// The only exception to Cargo.toml's `unsafe_code = "deny"`: the C boundary.
-#[allow(unsafe_code)]
 mod ffi;
 pub mod pkcs11;
 pub mod transport;
