@@ -7,6 +7,8 @@
 //!     cargo test --test conformance_objects -- --include-ignored --test-threads=1
 //! ```
 
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::ptr;
@@ -15,11 +17,8 @@ use std::time::Duration;
 use common::*;
 use cryptoki_sys::*;
 
-/// The harness's card: these tests are `#[ignore]`d, and outside the harness they fail.
-fn start() -> (std::sync::MutexGuard<'static, ()>, Ctx) {
-    require_harness();
-    common::tokens::start().expect("JPKI_PCSC_TEST=1")
-}
+// The harness's card: these tests are `#[ignore]`d, and outside the harness `start` fails.
+use common::tokens::start;
 
 type Template = Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>;
 

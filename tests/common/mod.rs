@@ -51,15 +51,6 @@ pub fn require_harness() {
     );
 }
 
-/// For the `#[ignore]`d pcscd tests: run with `--include-ignored` outside the harness they fail
-/// rather than pass without testing anything.
-pub fn require_harness() {
-    assert!(
-        std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1"),
-        "needs pcscd: run through tests/harness/with-card.sh (it sets JPKI_PCSC_TEST=1)"
-    );
-}
-
 pub fn profile() -> String {
     std::env::var("JPKI_TEST_PROFILE").unwrap_or_else(|_| "conservative".into())
 }
