@@ -17,7 +17,12 @@ use crate::pkcs11::token::Card;
 
 /// `obj` as a reader of `types` must see it on `card`.
 pub fn for_read(card: &Card, obj: Arc<Object>, types: &[CK_ATTRIBUTE_TYPE]) -> Arc<Object> {
-    if obj.key.is_none() || !types.contains(&CKA_ALLOWED_MECHANISMS) || !card.pss_support() {
+    // Only the card's own keys (CKA_TOKEN): a session key object keeps what its creator set.
+    if obj.key.is_none()
+        || !obj.is_true(CKA_TOKEN)
+        || !types.contains(&CKA_ALLOWED_MECHANISMS)
+        || !card.pss_support()
+    {
         return obj;
     }
     Arc::new(obj.with_value(CKA_ALLOWED_MECHANISMS, object::allowed_mechanisms(true)))

@@ -69,7 +69,11 @@ impl Module {
         types: &[CK_ATTRIBUTE_TYPE],
     ) -> Result<Arc<Object>> {
         let s = self.live_session(h)?;
-        let obj = s.card.object(s.kind, o)?;
+        // Through the same visibility rules as every other object access: private objects
+        // only after login, and the session objects of this caller.
+        let obj = self
+            .visible_object(&s, h, o)?
+            .ok_or(Error::ObjectHandleInvalid)?;
         Ok(crate::pkcs11::live_attributes::for_read(
             &s.card, obj, types,
         ))
