@@ -7,11 +7,13 @@ pub mod cert;
 pub mod config;
 pub mod error;
 pub mod hex;
+pub mod live_attributes;
 pub mod mechanism;
 pub mod module;
 pub mod object;
 pub mod phone;
 pub mod session;
+pub mod session_objects;
 pub mod token;
 pub mod usage;
 
@@ -20,5 +22,7 @@ pub use module::Module;
 
 #[cfg(test)]
 mod beyond_tests;
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod tests;

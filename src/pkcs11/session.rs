@@ -20,6 +20,8 @@ pub struct KeyOperation {
     pub public: RsaPublicKey,
     pub key_len: usize,
     pub scheme: SignScheme,
+    /// `C_SignUpdate`/`C_VerifyUpdate` was called: only the Final call may end it.
+    pub multi_part: bool,
     /// The mechanism, and a SHA-256 of the caller's data, for the usage history (src/history).
     pub mechanism: CK_MECHANISM_TYPE,
     pub data_sha256: sha2::Sha256,
@@ -32,7 +34,7 @@ pub struct Operations {
     pub find: Option<std::collections::VecDeque<ObjectHandle>>,
     pub sign: Option<KeyOperation>,
     pub verify: Option<KeyOperation>,
-    pub digest: Option<Hasher>,
+    pub digest: Option<(Hasher, bool)>,
 }
 
 /// One open session.
