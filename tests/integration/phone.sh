@@ -4,8 +4,8 @@
 # the authentication token does not claim CKP_PUBLIC_CERTIFICATES_TOKEN; label and serial come
 # from EF 0006 (readable before login), so they cannot change at login; both keys
 # sign (checked with openssl against the public keys read through the module); the usage
-# history names the phone's token. Clients on this profile: pkcs11-tool.sh and tls.sh run with
-# --profile phone too (tests/run-all.sh's phone pass).
+# history names the phone's token. Clients on this profile: pkcs11-tool.sh, tls.sh, firefox.sh
+# and jpki-cli.sh run with --profile phone too (tests/run-all.sh's phone pass).
 #
 #   tests/harness/with-card.sh --profile phone -- bash tests/integration/phone.sh
 set -uo pipefail
