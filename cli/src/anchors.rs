@@ -16,10 +16,9 @@
 //! - authentication CA generations: **not pinned** (no public copy found yet). The
 //!   authentication CA of a card is therefore reported as "not checked", never as forged.
 //!
-//! The certificate bytes are not shipped: a card carries its CA certificates, and a signature
-//! made by `jpki sign` carries the signer's CA; both are checked here by fingerprint and
-//! self-signature before they are trusted. Only the `jpki` command uses them (the module does
-//! not judge certificates), so they live in this crate.
+//! The certificates themselves are shipped (`cli/anchors/jpki-signca0N.der`, the bytes of those
+//! copies), compiled in, and each is checked against its pin by a unit test. Only the `jpki`
+//! command uses them (the module does not judge certificates), so they live in this crate.
 
 use der::{Decode, Encode};
 use rsa::pkcs8::DecodePublicKey;
@@ -46,6 +45,8 @@ pub struct Anchor {
     pub sha256: &'static str,
     /// How many independent sources confirm the fingerprint as J-LIS's.
     pub sources: u8,
+    /// The certificate (DER), as shipped in `cli/anchors/`.
+    pub der: &'static [u8],
 }
 
 /// The pinned anchors.
@@ -57,6 +58,7 @@ pub const ANCHORS: [Anchor; 3] = [
         not_after: "2025-10-19",
         sha256: "19645405a1fe14377434bd55957628ac4038557c542403a2243f21c706fc9355",
         sources: 1,
+        der: include_bytes!("../anchors/jpki-signca01.der"),
     },
     Anchor {
         purpose: Purpose::Signature,
@@ -65,6 +67,7 @@ pub const ANCHORS: [Anchor; 3] = [
         not_after: "2029-09-14",
         sha256: "79679c33e4cc9319440f1ad120a597ff1844e2ef217063adb176966fd5e6fbeb",
         sources: 1,
+        der: include_bytes!("../anchors/jpki-signca02.der"),
     },
     Anchor {
         purpose: Purpose::Signature,
@@ -73,6 +76,7 @@ pub const ANCHORS: [Anchor; 3] = [
         not_after: "2033-07-15",
         sha256: "d227f6cde11d35c5252178f106f843d24651944975413b539fa2fb68dbfa365f",
         sources: 1,
+        der: include_bytes!("../anchors/jpki-signca03.der"),
     },
 ];
 
@@ -107,6 +111,16 @@ pub fn check_ca(der: &[u8], purpose: Purpose) -> CaCheck {
         _ if !pinned(purpose) => CaCheck::NotChecked,
         _ => CaCheck::NotJlis,
     }
+}
+
+/// The shipped anchor of `purpose` whose key verifies `cert` (all generations share one name,
+/// so the issuer is found by its signature). No time check: a signature made under an expired
+/// generation still verifies.
+pub fn issuer_of(cert: &Certificate, purpose: Purpose) -> Option<&'static Anchor> {
+    ANCHORS
+        .iter()
+        .filter(|a| a.purpose == purpose)
+        .find(|a| Certificate::from_der(a.der).is_ok_and(|ca| issued_by(cert, &ca)))
 }
 
 /// Whether `issuer`'s key verifies `cert`'s signature (sha256WithRSAEncryption) and `cert`
@@ -150,31 +164,52 @@ mod tests {
         assert!(!pinned(Purpose::Authentication));
     }
 
-    /// The J-LIS certificates themselves are not in the repository; given a directory holding
-    /// copies (`JPKI_JLIS_CA_DIR`, files `*.der`/`*.cer`), each must match a pinned fingerprint
-    /// and verify its own self-signature, and every pinned generation must be among them.
+    /// Each shipped certificate matches its pin, verifies its own self-signature, and has the
+    /// validity, subject and key the table and docs/trust-anchors.md say.
     #[test]
-    fn real_certificates_match_their_pins() {
-        let Some(dir) = std::env::var_os("JPKI_JLIS_CA_DIR") else {
-            eprintln!("JPKI_JLIS_CA_DIR not set: the J-LIS certificates were not checked");
-            return;
-        };
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(dir).expect("JPKI_JLIS_CA_DIR readable") {
-            let path = entry.expect("entry").path();
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if ext != "der" && ext != "cer" {
-                continue;
-            }
-            let der = std::fs::read(&path).expect("read");
-            let a =
-                identify(&der).unwrap_or_else(|| panic!("{}: not a pinned anchor", path.display()));
-            let cert = Certificate::from_der(&der).expect("parse");
-            assert!(issued_by(&cert, &cert), "{}", path.display());
-            found.push(a.generation);
+    fn shipped_certificates_match_their_pins() {
+        for a in &ANCHORS {
+            assert_eq!(identify(a.der), Some(a), "generation {}", a.generation);
+            let cert = Certificate::from_der(a.der).expect("parse");
+            assert!(issued_by(&cert, &cert), "self-signed, {}", a.generation);
+            let date = |t: &x509_cert::time::Time| {
+                let d = t.to_date_time();
+                format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+            };
+            let v = &cert.tbs_certificate.validity;
+            assert_eq!(date(&v.not_before), a.not_before, "{}", a.generation);
+            assert_eq!(date(&v.not_after), a.not_after, "{}", a.generation);
+            assert_eq!(
+                cert.tbs_certificate.subject.to_string(),
+                // RFC 4514 order: the last RDN first.
+                "OU=Japan Agency for Local Authority Information Systems,OU=JPKI for digital signature,O=JPKI,C=JP",
+                "{}",
+                a.generation
+            );
         }
-        found.sort_unstable();
-        assert_eq!(found, ["01", "02", "03"]);
+    }
+
+    /// All generations carry one name: the issuer must be the one whose key verifies. Each
+    /// self-signed generation is issued by itself, not by the first anchor of that name.
+    #[test]
+    fn the_issuer_is_found_by_its_signature_not_its_name() {
+        for a in &ANCHORS {
+            let cert = Certificate::from_der(a.der).expect("parse");
+            assert_eq!(
+                issuer_of(&cert, Purpose::Signature),
+                Some(a),
+                "{}",
+                a.generation
+            );
+            assert_eq!(issuer_of(&cert, Purpose::Authentication), None);
+        }
+        let state = jpki_virtual_card::CardState::generate(7);
+        let leaf = Certificate::from_der(&state.sign_cert).expect("parse");
+        assert_eq!(
+            issuer_of(&leaf, Purpose::Signature),
+            None,
+            "a test card's certificate"
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //!
 //! Verifying: one SignerInfo, SHA-256, RSA PKCS#1 v1.5 (rsaEncryption or
 //! sha256WithRSAEncryption); messageDigest and contentType checked; with `--ca`, the signer
-//! certificate must be issued by that CA (signature checked) and valid now; without it, by a
-//! pinned J-LIS CA carried in the signature (anchors.rs; no time check, so that old signatures
-//! under an expired generation still verify).
+//! certificate must be issued by that CA (signature checked) and valid now; without it, by one
+//! of the shipped J-LIS signature CAs (anchors.rs; no time check, so that old signatures under
+//! an expired generation still verify).
 
 use std::path::{Path, PathBuf};
 
@@ -373,17 +373,8 @@ fn check(
         }
         return Ok((subject, None));
     }
-    // No --ca: the signer's certificate must be issued by a pinned J-LIS CA carried in the
-    // signature. All generations share one name: the issuer is the one whose key verifies.
-    let jlis = sd.certificates.as_ref().and_then(|set| {
-        set.0.iter().find_map(|c| match c {
-            CertificateChoices::Certificate(ca) => {
-                let anchor = anchors::identify(&ca.to_der().ok()?)?;
-                anchors::issued_by(&cert, ca).then_some(anchor)
-            }
-            _ => None,
-        })
-    });
+    // No --ca: the signer's certificate must be issued by a shipped J-LIS CA (anchors.rs).
+    let jlis = anchors::issuer_of(&cert, anchors::Purpose::Signature);
     match jlis {
         Some(anchor) => Ok((
             subject,

@@ -2,8 +2,8 @@
 # The J-LIS trust anchors (issue 15) against the virtual card, whose CAs are test CAs:
 # `jpki status` and `jpki doctor` name its signature CA as not a J-LIS CA; `jpki verify`
 # without --ca refuses its signature as not chaining to J-LIS and accepts it with --ca set to
-# the card's (test) signature CA. The anchors themselves: src/anchors.rs unit tests
-# (JPKI_JLIS_CA_DIR with copies of the J-LIS certificates checks them against their pins).
+# the card's (test) signature CA. The anchors themselves: the unit tests of cli/src/anchors.rs
+# (each shipped certificate against its pin and its own signature).
 #
 #   tests/harness/with-card.sh [--profile extended] -- bash tests/integration/anchors.sh
 set -uo pipefail
