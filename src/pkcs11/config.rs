@@ -1,4 +1,5 @@
-//! The module's few settings, read once from the environment of the host process.
+//! The module's few settings, read once from the environment of the host process
+//! (README "Configuration").
 //!
 //! No setting touches PINs or authentication: the module has no test mode and takes no PIN
 //! from anywhere but `C_Login`.
@@ -25,6 +26,34 @@ pub enum SignCertLookup {
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub sign_cert_lookup: SignCertLookup,
+    /// The disk cache of the card's public certificates (`cert_cache.rs`):
+    /// `JPKI_PKCS11_CACHE=on|off`, on by default.
+    pub cache: bool,
+    /// Extended-length READ BINARY, detected per card and reader with a fallback
+    /// (`card/jpki/extended.rs`): `JPKI_PKCS11_EXTENDED_APDU=auto|off`, `auto` by default.
+    pub extended_apdu: bool,
+}
+
+/// An on/off setting: `on` (the default when unset), or `off`. A bad value warns and keeps
+/// the default: a setting never makes a login fail.
+fn switch(name: &str, on: &str) -> bool {
+    match std::env::var(name).as_deref() {
+        Err(_) => true,
+        Ok(v) if v == on => true,
+        Ok("off") => false,
+        Ok(other) => {
+            log::warn!("{name}={other:?} is not '{on}' or 'off'; using '{on}'");
+            true
+        }
+    }
+}
+
+/// The two card-traffic settings, `(cache, extended_apdu)`, read together (docs/performance.md).
+fn traffic_settings() -> (bool, bool) {
+    // Unit tests (in-process cards) never touch the user's cache directory.
+    let cache = !cfg!(test) && switch("JPKI_PKCS11_CACHE", "on");
+    let extended_apdu = switch("JPKI_PKCS11_EXTENDED_APDU", "auto");
+    (cache, extended_apdu)
 }
 
 impl Config {
@@ -40,7 +69,12 @@ impl Config {
                 SignCertLookup::WithoutLogin
             }
         };
-        Config { sign_cert_lookup }
+        let (cache, extended_apdu) = traffic_settings();
+        Config {
+            sign_cert_lookup,
+            cache,
+            extended_apdu,
+        }
     }
 }
 
