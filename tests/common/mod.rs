@@ -51,6 +51,15 @@ pub fn enabled() -> bool {
     false
 }
 
+/// For tests marked `#[ignore = "needs pcscd…"]`: run with `--include-ignored` outside the
+/// harness, they fail instead of passing untested.
+pub fn require_harness() {
+    assert!(
+        std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1"),
+        "needs pcscd: run through tests/harness/with-card.sh (it sets JPKI_PCSC_TEST=1)"
+    );
+}
+
 pub fn profile() -> String {
     std::env::var("JPKI_TEST_PROFILE").unwrap_or_else(|_| "conservative".into())
 }
