@@ -56,9 +56,9 @@ pub struct Entry {
     pub sfi: Option<SfiSupport>,
 }
 
-/// The cache directory, created if needed; `None` when there is no usable place (no
-/// `XDG_CACHE_HOME`/`HOME`, or a directory that is not private to the user).
-pub fn directory() -> Option<PathBuf> {
+/// Where the cache directory is (whether it exists or not): `$XDG_CACHE_HOME/jpki-pkcs11`,
+/// else `$HOME/.cache/jpki-pkcs11`; `None` if neither is an absolute path.
+pub fn location() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -68,7 +68,13 @@ pub fn directory() -> Option<PathBuf> {
                 .filter(|p| p.is_absolute())
                 .map(|h| h.join(".cache"))
         })?;
-    let dir = base.join("jpki-pkcs11");
+    Some(base.join("jpki-pkcs11"))
+}
+
+/// The cache directory, created if needed; `None` when there is no usable place (no
+/// `XDG_CACHE_HOME`/`HOME`, or a directory that is not private to the user).
+pub fn directory() -> Option<PathBuf> {
+    let dir = location()?;
     if let Err(e) = fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -78,7 +84,7 @@ pub fn directory() -> Option<PathBuf> {
         return None;
     }
     match fs::symlink_metadata(&dir) {
-        Ok(m) if m.is_dir() && m.mode() & 0o077 == 0 => Some(dir),
+        Ok(m) if private(&m) => Some(dir),
         Ok(_) => {
             log::warn!(
                 "certificate cache {} is not a directory private to the user; not used",
@@ -91,6 +97,17 @@ pub fn directory() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Whether the cache may use a directory with this metadata: a real directory (not a symbolic
+/// link) that no one but its owner may enter.
+fn private(meta: &fs::Metadata) -> bool {
+    meta.is_dir() && meta.mode() & 0o077 == 0
+}
+
+/// Whether the directory `dir` exists and the module would use it (see [`directory`]).
+pub fn usable(dir: &Path) -> bool {
+    fs::symlink_metadata(dir).is_ok_and(|m| private(&m))
 }
 
 /// The name of a card's file: a hash of its authentication certificate's issuer and serial
@@ -274,8 +291,12 @@ pub fn store(dir: &Path, key: &str, entry: &Entry) {
 /// Whether extended-length READ BINARY worked (`Some(true)`) or failed (`Some(false)`)
 /// through this reader in an earlier process.
 pub fn load_reader(dir: &Path, reader: &str) -> Option<bool> {
-    let key = reader_key(reader);
-    let bytes = read_file(&dir.join(&key))?;
+    reader_entry(dir, &reader_key(reader))
+}
+
+/// The reader file `key`, checked (its own name is its key record).
+fn reader_entry(dir: &Path, key: &str) -> Option<bool> {
+    let bytes = read_file(&dir.join(key))?;
     let records = records(&bytes)?;
     let mut key_seen = false;
     let mut extended = None;
@@ -297,6 +318,97 @@ pub fn store_reader(dir: &Path, reader: &str, extended: bool) {
     if let Some(bytes) = encode(&[(TAG_KEY, key.as_bytes()), (TAG_EXTENDED, &value)]) {
         write_file(dir, &key, &bytes);
     }
+}
+
+/// What one file of the cache directory holds, as `jpki cache` shows it: never the
+/// certificates' contents, only which ones are there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holds {
+    /// A card's file (named by a hash of its authentication certificate's issuer and serial).
+    Card {
+        auth: bool,
+        auth_ca: bool,
+        sign_ca: bool,
+    },
+    /// A reader's file: whether extended-length READ BINARY worked through it.
+    Reader { extended: bool },
+    /// Unusable (damaged, truncated, foreign): the module ignores it and rewrites it.
+    Damaged,
+}
+
+/// One file of the cache directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSummary {
+    pub name: String,
+    pub bytes: u64,
+    pub holds: Holds,
+}
+
+/// Whether `name` is one of the cache's own file names (a card's, a reader's, or a temporary
+/// file of an interrupted write): the only files `summarize` lists and `clear` removes.
+fn is_cache_file(name: &str) -> bool {
+    name.starts_with("card-")
+        || name.starts_with("reader-")
+        || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
+/// The cache's files in `dir`, sorted by name (none if the directory does not exist).
+pub fn summarize(dir: &Path) -> Vec<FileSummary> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !is_cache_file(&name) {
+            continue;
+        }
+        let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let holds = if name.starts_with("card-") {
+            match load(dir, &name) {
+                Some(e) => Holds::Card {
+                    auth: e.auth.is_some(),
+                    auth_ca: e.auth_ca.is_some(),
+                    sign_ca: e.sign_ca.is_some(),
+                },
+                None => Holds::Damaged,
+            }
+        } else if name.starts_with("reader-") {
+            match reader_entry(dir, &name) {
+                Some(extended) => Holds::Reader { extended },
+                None => Holds::Damaged,
+            }
+        } else {
+            Holds::Damaged
+        };
+        out.push(FileSummary { name, bytes, holds });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Removes the cache's files from `dir` (nothing else in it); the number removed. The next
+/// process reads every certificate from the card again.
+pub fn clear(dir: &Path) -> std::io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if is_cache_file(&name) {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -368,6 +480,40 @@ mod tests {
         assert_eq!(load(&d, &key), None);
         fs::write(d.join(&key), b"").expect("write");
         assert_eq!(load(&d, &key), None);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn summarize_and_clear_touch_only_the_caches_files() {
+        let d = tempdir("clear");
+        let key = card_key(b"issuer", b"serial");
+        store(&d, &key, &sample());
+        store_reader(&d, "Reader 0", true);
+        fs::write(d.join("card-0000"), b"garbage").expect("write");
+        fs::write(d.join("notes.txt"), b"the user's own file").expect("write");
+        let files = summarize(&d);
+        let holds: Vec<_> = files.iter().map(|f| (f.name.as_str(), &f.holds)).collect();
+        assert_eq!(holds.len(), 3, "{holds:?}");
+        assert!(holds.contains(&(
+            key.as_str(),
+            &Holds::Card {
+                auth: true,
+                auth_ca: false,
+                sign_ca: true
+            }
+        )));
+        assert!(holds.contains(&("card-0000", &Holds::Damaged)));
+        assert!(holds.contains(&(
+            reader_key("Reader 0").as_str(),
+            &Holds::Reader { extended: true }
+        )));
+        assert_eq!(clear(&d).expect("clear"), 3);
+        assert!(summarize(&d).is_empty());
+        assert!(
+            d.join("notes.txt").exists(),
+            "clear removes only the cache's files"
+        );
+        assert_eq!(clear(&d.join("absent")).expect("absent dir"), 0);
         let _ = fs::remove_dir_all(&d);
     }
 }
