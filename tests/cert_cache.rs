@@ -18,67 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ctl, module_path, require_harness, retry, serial, stats, AUTH_PIN, SIGN_PASSWORD};
+use common::client::{auth_sign, card_certs, fresh_dir, harness_card, read_cert, tool, verifies};
+use common::{ctl, require_harness, retry, serial, stats, AUTH_PIN, SIGN_PASSWORD};
 use der::{Decode, Encode};
 use jpki_pkcs11::pkcs11::cert_cache;
-use rsa::pkcs8::DecodePublicKey;
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
-use sha2::{Digest, Sha256};
-
-/// A fresh, empty directory under the harness's work directory.
-fn fresh_dir(name: &str) -> PathBuf {
-    let base = std::env::var("JPKI_TEST_WORKDIR").expect("JPKI_TEST_WORKDIR (the harness)");
-    let dir = Path::new(&base).join(format!("cert-cache-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test directory");
-    dir
-}
-
-/// Runs `pkcs11-tool --module M ARGS` with `home` as the XDG cache and configuration home.
-fn tool(home: &Path, env: &[(&str, &str)], args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new("pkcs11-tool");
-    cmd.arg("--module")
-        .arg(module_path())
-        .args(args)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env_remove("JPKI_PKCS11_CACHE")
-        .env_remove("JPKI_PKCS11_EXTENDED_APDU")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd
-        .output()
-        .expect("pkcs11-tool runs (apt-get install opensc)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-/// Reads certificate `id` of slot index `slot` into a file and returns its bytes.
-fn read_cert(
-    home: &Path,
-    env: &[(&str, &str)],
-    slot: &str,
-    id: &str,
-    login: Option<&str>,
-) -> Vec<u8> {
-    let out = home.join(format!("cert-{slot}-{id}.der"));
-    let _ = std::fs::remove_file(&out);
-    let mut args = vec!["--slot-index", slot];
-    if let Some(pin) = login {
-        args.extend(["--login", "--pin", pin]);
-    }
-    let out_s = out.to_string_lossy().to_string();
-    args.extend(["--read-object", "--type", "cert", "--id", id, "-o", &out_s]);
-    let (ok, text) = tool(home, env, &args);
-    assert!(ok, "pkcs11-tool {args:?}: {text}");
-    std::fs::read(&out).expect("certificate written")
-}
 
 /// The three public certificates, as a client reads them (the CA certificate of the
 /// signature token is public too).
@@ -88,32 +31,6 @@ fn read_public(home: &Path, env: &[(&str, &str)]) -> [Vec<u8>; 3] {
         read_cert(home, env, "0", "03", None),
         read_cert(home, env, "1", "04", None),
     ]
-}
-
-/// The certificates of the card in the harness's state file `state` (seed `seed`).
-fn card_certs(state: &str, seed: u64, name: &str) -> [Vec<u8>; 4] {
-    let dir = fresh_dir(&format!("export-{name}"));
-    let bin = std::env::var("JPKI_TEST_CARD_BIN").expect("JPKI_TEST_CARD_BIN");
-    let status = Command::new(bin)
-        .args(["export", "--state", state, "--out"])
-        .arg(&dir)
-        .args(["--seed", &seed.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("export");
-    assert!(status.success());
-    let read = |n: &str| std::fs::read(dir.join(format!("{n}.der"))).expect("exported");
-    [
-        read("auth_cert"),
-        read("auth_ca_cert"),
-        read("sign_ca_cert"),
-        read("sign_cert"),
-    ]
-}
-
-fn harness_card() -> [Vec<u8>; 4] {
-    let state = std::env::var("JPKI_TEST_STATE").expect("JPKI_TEST_STATE");
-    card_certs(&state, 1, "harness")
 }
 
 /// Files in the module's cache directory.
@@ -145,7 +62,7 @@ fn read_binaries() -> u64 {
 fn warm_process_reads_only_the_proving_chunks_and_the_cache_is_private() {
     require_harness();
     let _g = serial();
-    let home = fresh_dir("warm");
+    let home = fresh_dir("cert-cache-warm");
     let card = harness_card();
     let cold = read_public(&home, &[]);
     assert_eq!(cold[0], card[0]);
@@ -185,7 +102,7 @@ fn warm_process_reads_only_the_proving_chunks_and_the_cache_is_private() {
 fn the_signature_certificate_never_reaches_the_disk() {
     require_harness();
     let _g = serial();
-    let home = fresh_dir("nosign");
+    let home = fresh_dir("cert-cache-nosign");
     let card = harness_card();
     let sign = &card[3];
     // Everything a client can do with the signature token: read its certificate after the
@@ -254,7 +171,7 @@ fn the_signature_certificate_never_reaches_the_disk() {
 fn a_corrupt_cache_file_is_ignored_and_rewritten() {
     require_harness();
     let _g = serial();
-    let home = fresh_dir("corrupt");
+    let home = fresh_dir("cert-cache-corrupt");
     let card = harness_card();
     read_public(&home, &[]);
     let files: Vec<_> = cache_files(&home)
@@ -292,57 +209,12 @@ fn a_corrupt_cache_file_is_ignored_and_rewritten() {
     }
 }
 
-/// Signs with the authentication key through pkcs11-tool; `Some(signature)` on success.
-fn auth_sign(home: &Path, msg: &[u8]) -> Option<Vec<u8>> {
-    let m = home.join("auth-msg");
-    let s = home.join("auth-sig");
-    std::fs::write(&m, msg).expect("msg");
-    let _ = std::fs::remove_file(&s);
-    let (ok, _) = tool(
-        home,
-        &[],
-        &[
-            "--slot-index",
-            "0",
-            "--login",
-            "--pin",
-            AUTH_PIN,
-            "--sign",
-            "--mechanism",
-            "SHA256-RSA-PKCS",
-            "--id",
-            "01",
-            "-i",
-            &m.to_string_lossy(),
-            "-o",
-            &s.to_string_lossy(),
-        ],
-    );
-    if ok {
-        std::fs::read(&s).ok()
-    } else {
-        None
-    }
-}
-
-fn verifies(cert: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    let cert = x509_cert::Certificate::from_der(cert).expect("cert");
-    let spki = cert
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .expect("spki");
-    let key = RsaPublicKey::from_public_key_der(&spki).expect("rsa key");
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(msg), sig)
-        .is_ok()
-}
-
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn a_planted_certificate_with_another_key_never_gives_a_wrong_signature() {
     require_harness();
     let _g = serial();
-    let home = fresh_dir("planted");
+    let home = fresh_dir("cert-cache-planted");
     let card = harness_card();
     read_public(&home, &[]);
     // Plant, in a well-formed cache file under this card's name, an authentication
@@ -374,12 +246,12 @@ fn a_planted_certificate_with_another_key_never_gives_a_wrong_signature() {
     let msg = b"planted key test";
     // The card signs with its own key; the module checks that signature against the planted
     // key, which fails: no signature is returned at all (CKR_DEVICE_ERROR).
-    if let Some(sig) = auth_sign(&home, msg) {
+    if let Some(sig) = auth_sign(&home, &[], msg) {
         let valid = verifies(&card[0], msg, &sig);
         panic!("a signature was returned with a planted key (valid for the card: {valid})");
     }
     // The failed check dropped the file: the next process signs, correctly.
-    let sig = auth_sign(&home, msg).expect("the next process signs");
+    let sig = auth_sign(&home, &[], msg).expect("the next process signs");
     assert!(verifies(&card[0], msg, &sig), "a correct signature");
 }
 
@@ -388,12 +260,12 @@ fn a_planted_certificate_with_another_key_never_gives_a_wrong_signature() {
 fn another_card_in_the_same_reader_is_noticed_on_its_first_read() {
     require_harness();
     let _g = serial();
-    let home = fresh_dir("swap");
+    let home = fresh_dir("cert-cache-swap");
     let card_a = harness_card();
     let first = read_public(&home, &[]);
     assert_eq!(first[0], card_a[0]);
     // Card B (another seed: other keys, other certificates) in the same reader.
-    let work = fresh_dir("swap-card");
+    let work = fresh_dir("cert-cache-swap-card");
     let state_b = work.join("b.state").to_string_lossy().to_string();
     let card_b = card_certs(&state_b, 42, "b");
     assert_ne!(card_a[0], card_b[0]);
@@ -455,12 +327,12 @@ fn the_cache_off_writes_nothing() {
     let _g = serial();
     let card = harness_card();
     // By the environment.
-    let home = fresh_dir("off-env");
+    let home = fresh_dir("cert-cache-off-env");
     let got = read_public(&home, &[("JPKI_PKCS11_CACHE", "off")]);
     assert_eq!(got[0], card[0]);
     assert!(cache_files(&home).is_empty(), "{:?}", cache_files(&home));
     // A bad value warns and keeps the default (on): never a failure.
-    let home = fresh_dir("bad-value");
+    let home = fresh_dir("cert-cache-bad-value");
     let got = read_public(&home, &[("JPKI_PKCS11_CACHE", "maybe")]);
     assert_eq!(got[0], card[0]);
     assert!(!cache_files(&home).is_empty());
@@ -471,7 +343,7 @@ fn the_cache_off_writes_nothing() {
 fn nothing_read_while_a_pin_is_verified_is_written() {
     require_harness();
     let _g = serial();
-    let home = fresh_dir("after-login");
+    let home = fresh_dir("cert-cache-after-login");
     let card = harness_card();
     // Logged in first, then the CA certificate: on a token that protects its certificates
     // with the PIN (the phone's JPKI token), such a read proves nothing about who may read it,
