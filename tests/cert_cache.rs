@@ -7,7 +7,7 @@
 //! - a corrupt file is ignored (and rewritten), never an error;
 //! - a planted certificate with another key makes signing fail, never gives a wrong signature;
 //! - another card in the same reader is noticed on its first read;
-//! - the cache off writes nothing.
+//! - the cache off (environment or configuration file) writes nothing.
 //!
 //! Runs only inside `tests/harness/with-card.sh` (JPKI_PCSC_TEST=1), on both profiles.
 
@@ -329,6 +329,17 @@ fn the_cache_off_writes_nothing() {
     // By the environment.
     let home = fresh_dir("cert-cache-off-env");
     let got = read_public(&home, &[("JPKI_PKCS11_CACHE", "off")]);
+    assert_eq!(got[0], card[0]);
+    assert!(cache_files(&home).is_empty(), "{:?}", cache_files(&home));
+    // By the configuration file (the project's one: src/pkcs11/config.rs).
+    let home = fresh_dir("cert-cache-off-file");
+    std::fs::create_dir_all(home.join("config/jpki-pkcs11")).expect("config dir");
+    std::fs::write(
+        home.join("config/jpki-pkcs11/config"),
+        "# the certificate cache\ncache = off\n",
+    )
+    .expect("config");
+    let got = read_public(&home, &[]);
     assert_eq!(got[0], card[0]);
     assert!(cache_files(&home).is_empty(), "{:?}", cache_files(&home));
     // A bad value warns and keeps the default (on): never a failure.

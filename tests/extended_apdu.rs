@@ -81,12 +81,20 @@ fn switched_off_no_extended_apdu_is_sent() {
     require_harness();
     let _g = serial();
     let certs = harness_card();
-    let home = fresh_dir("extended-off-env");
-    let env = [("JPKI_PKCS11_EXTENDED_APDU", "off")];
-    ctl("extended-apdu accept");
-    ctl("reset-stats");
-    assert_eq!(read_cert(&home, &env, "0", "01", None), certs[0]);
-    assert_eq!(read_cert(&home, &env, "1", "04", None), certs[2]);
-    assert_eq!(extended_apdus(), 0, "switched off in the environment");
-    ctl("extended-apdu card");
+    for (name, env, conf) in [
+        ("off-env", vec![("JPKI_PKCS11_EXTENDED_APDU", "off")], None),
+        ("off-file", vec![], Some("extended_apdu = off\n")),
+    ] {
+        let home = fresh_dir(&format!("extended-{name}"));
+        if let Some(conf) = conf {
+            std::fs::create_dir_all(home.join("config/jpki-pkcs11")).expect("config dir");
+            std::fs::write(home.join("config/jpki-pkcs11/config"), conf).expect("config");
+        }
+        ctl("extended-apdu accept");
+        ctl("reset-stats");
+        assert_eq!(read_cert(&home, &env, "0", "01", None), certs[0], "{name}");
+        assert_eq!(read_cert(&home, &env, "1", "04", None), certs[2], "{name}");
+        assert_eq!(extended_apdus(), 0, "{name}");
+        ctl("extended-apdu card");
+    }
 }

@@ -281,3 +281,116 @@ fn slots_tokens_and_mechanisms() {
         CKR_SLOT_ID_INVALID
     );
 }
+
+// ----- which tokens a program sees (src/pkcs11/config.rs) ------------------------------------
+
+/// Restores the module's default configuration even when an assertion fails half-way.
+struct TokensEnv;
+
+impl Drop for TokensEnv {
+    fn drop(&mut self) {
+        std::env::remove_var("JPKI_PKCS11_TOKENS");
+    }
+}
+
+/// `C_Initialize` with the module parameter string `params` in `pReserved`.
+fn init_with_params(raw: &Raw, params: &[u8]) -> CK_RV {
+    let mut args = CK_C_INITIALIZE_ARGS {
+        CreateMutex: None,
+        DestroyMutex: None,
+        LockMutex: None,
+        UnlockMutex: None,
+        flags: CKF_OS_LOCKING_OK,
+        pReserved: params.as_ptr() as *mut _,
+    };
+    call!(raw, C_Initialize(&mut args as *mut _ as *mut _))
+}
+
+/// A token hidden by the configuration has no slot: left out of `C_GetSlotList`, its slot id
+/// invalid everywhere; the visible token works as before. The module parameters
+/// (`pReserved`) choose, the environment wins over them, and a bad value only warns.
+#[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
+fn a_hidden_token_has_no_slot() {
+    let Some((_g, ctx)) = start() else { return };
+    let raw = &ctx.raw;
+    let _env = TokensEnv;
+    let tries = card_tries();
+
+    let visible = |params: &[u8], want_all: Vec<CK_SLOT_ID>, want_present: Vec<CK_SLOT_ID>| {
+        assert_eq!(raw.finalize(), CKR_OK);
+        let what = String::from_utf8_lossy(params).into_owned();
+        assert_eq!(
+            init_with_params(raw, params),
+            CKR_OK,
+            "C_Initialize({what})"
+        );
+        assert_eq!(raw.slot_list(false), Ok(want_all), "all slots with {what}");
+        assert_eq!(
+            raw.slot_list(true),
+            Ok(want_present),
+            "token slots with {what}"
+        );
+    };
+
+    visible(
+        b"tokens=sign\0",
+        vec![SIGN_SLOT, EMPTY_SIGN_SLOT],
+        vec![SIGN_SLOT],
+    );
+    for slot in [AUTH_SLOT, EMPTY_AUTH_SLOT] {
+        assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+        assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+        assert_eq!(
+            raw.open(slot, CKF_SERIAL_SESSION).err(),
+            Some(CKR_SLOT_ID_INVALID)
+        );
+    }
+    assert!(raw.token_info(SIGN_SLOT).is_ok());
+    let s = raw.open_ro(SIGN_SLOT);
+    assert_eq!(call!(raw, C_CloseSession(s)), CKR_OK);
+
+    visible(
+        b"tokens=AUTH\0",
+        vec![AUTH_SLOT, EMPTY_AUTH_SLOT],
+        vec![AUTH_SLOT],
+    );
+    for slot in [SIGN_SLOT, EMPTY_SIGN_SLOT] {
+        assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+        assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+    }
+    assert!(raw.token_info(AUTH_SLOT).is_ok());
+
+    // A value the module does not know, or a PIN, is a warning; both tokens stay.
+    visible(
+        b"tokens=none pin=1234\0",
+        vec![AUTH_SLOT, SIGN_SLOT, EMPTY_AUTH_SLOT, EMPTY_SIGN_SLOT],
+        vec![AUTH_SLOT, SIGN_SLOT],
+    );
+
+    // The environment (one process) wins over the module parameters (one registration).
+    std::env::set_var("JPKI_PKCS11_TOKENS", "auth");
+    visible(
+        b"tokens=sign\0",
+        vec![AUTH_SLOT, EMPTY_AUTH_SLOT],
+        vec![AUTH_SLOT],
+    );
+    std::env::remove_var("JPKI_PKCS11_TOKENS");
+
+    // Not a parameter string: no NUL within the module's limit.
+    assert_eq!(raw.finalize(), CKR_OK);
+    let unterminated = vec![b'x'; 4096];
+    assert_eq!(init_with_params(raw, &unterminated), CKR_ARGUMENTS_BAD);
+    assert_eq!(
+        raw.slot_list(false).err(),
+        Some(CKR_CRYPTOKI_NOT_INITIALIZED)
+    );
+
+    // Back to NULL pReserved: both tokens again.
+    ctx.reinit();
+    assert_eq!(
+        raw.slot_list(false),
+        Ok(vec![AUTH_SLOT, SIGN_SLOT, EMPTY_AUTH_SLOT, EMPTY_SIGN_SLOT])
+    );
+    assert_eq!(card_tries(), tries, "no PIN try spent");
+}

@@ -119,7 +119,7 @@ pub fn run(args: &Args, clear: bool) -> Result<(), Failure> {
     }
     let report = CacheReport {
         directory: dir.as_ref().map(|d| d.display().to_string()),
-        enabled: config::get().cache,
+        enabled: config::get().cache(),
         usable: dir.as_deref().is_some_and(cert_cache::usable),
         files: dir.as_deref().map(files).unwrap_or_default(),
         removed,

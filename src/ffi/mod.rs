@@ -11,6 +11,7 @@
 mod functions;
 mod lists;
 mod logger;
+mod params;
 pub(crate) mod ptr;
 
 #[cfg(test)]

@@ -5,8 +5,6 @@
 //! NULL is checked here and becomes `CKR_ARGUMENTS_BAD` (or "absent" where the specification
 //! gives NULL a meaning). Nothing is kept beyond the call.
 
-use std::ffi::c_void;
-
 use cryptoki_sys::*;
 
 use crate::pkcs11::{Error, Result};
@@ -214,9 +212,4 @@ pub unsafe fn c_str<'a>(p: *const CK_UTF8CHAR) -> Option<&'a [u8]> {
     }
     // SAFETY: non-NULL and NUL-terminated by the caller's contract.
     Some(unsafe { std::ffi::CStr::from_ptr(p as *const std::ffi::c_char) }.to_bytes())
-}
-
-/// Whether a reserved pointer is NULL as required.
-pub fn is_null(p: *const c_void) -> bool {
-    p.is_null()
 }

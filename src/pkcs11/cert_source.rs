@@ -155,12 +155,12 @@ impl CertSource {
     /// extended-length APDUs through this reader (or that they are off).
     pub fn new(reader: &str, jpki: &mut JpkiCard) -> CertSource {
         let cfg = config::get();
-        let dir = if cfg.cache {
+        let dir = if cfg.cache() {
             cert_cache::directory()
         } else {
             None
         };
-        let extended = if !cfg.extended_apdu {
+        let extended = if !cfg.extended_apdu() {
             Support::No
         } else {
             let known = EXTENDED_BY_READER.lock().get(reader).copied();

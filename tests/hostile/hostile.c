@@ -336,8 +336,15 @@ static void initialize_arguments(void)
     CK_INFO info;
     CK_C_INITIALIZE_ARGS a;
 
+    /* pReserved may only carry the module parameter string (NSS, p11-kit): an unreadable
+     * pointer, or memory that is no NUL-terminated string within 1024 bytes, is refused. */
+    static char unterminated[4096];
     memset(&a, 0, sizeof a);
-    a.pReserved = &a;
+    a.pReserved = (void *)8;
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_Initialize(&a));
+    EXPECT(CKR_CRYPTOKI_NOT_INITIALIZED, F->C_GetInfo(&info));
+    memset(unterminated, 'x', sizeof unterminated);
+    a.pReserved = unterminated;
     EXPECT(CKR_ARGUMENTS_BAD, F->C_Initialize(&a));
     EXPECT(CKR_CRYPTOKI_NOT_INITIALIZED, F->C_GetInfo(&info));
 

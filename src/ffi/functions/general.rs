@@ -17,11 +17,10 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
     call("C_Initialize", format_args!(""), || {
         crate::ffi::logger::init();
         let mut threads_allowed = true;
+        let mut params = None;
         if !init_args.is_null() {
             let args = unsafe { ptr::input(init_args as *const CK_C_INITIALIZE_ARGS) }?;
-            if !ptr::is_null(args.pReserved) {
-                return Err(Error::ArgumentsBad);
-            }
+            params = crate::ffi::params::read(args.pReserved)?;
             let set = [
                 args.CreateMutex.is_some(),
                 args.DestroyMutex.is_some(),
@@ -48,6 +47,7 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
                 PcscReaders::without_threads()
             })
         })?;
+        crate::pkcs11::config::load(params.as_deref());
         log::debug!("initialized");
         Ok(())
     })

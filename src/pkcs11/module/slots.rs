@@ -13,6 +13,7 @@ use cryptoki_sys::*;
 
 use super::Module;
 use crate::card::{CardError, JpkiCard, KeyKind, ReaderState};
+use crate::pkcs11::config;
 use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::mechanism::{self, PSS_MECHANISMS};
 use crate::pkcs11::token::{Card, TokenInfo, KINDS};
@@ -55,8 +56,11 @@ pub(super) struct SlotTable {
 
 impl SlotTable {
     fn push_event(&mut self, n: usize) {
-        for k in 0..2 {
+        for (k, kind) in KINDS.iter().enumerate() {
             let id = slot_id(n, k);
+            if !config::shows(*kind) {
+                continue;
+            }
             if !self.events.contains(&id) {
                 self.events.push_back(id);
             }
@@ -70,7 +74,12 @@ fn slot_id(n: usize, kind_idx: usize) -> CK_SLOT_ID {
 
 fn split_slot(slot: CK_SLOT_ID) -> Result<(usize, KeyKind)> {
     let n = usize::try_from(slot / 2).map_err(|_| Error::SlotIdInvalid)?;
-    Ok((n, KINDS[(slot % 2) as usize]))
+    let kind = KINDS[(slot % 2) as usize];
+    // A token hidden by the configuration has no slot at all.
+    if !config::shows(kind) {
+        return Err(Error::SlotIdInvalid);
+    }
+    Ok((n, kind))
 }
 
 impl Module {
@@ -203,8 +212,11 @@ impl Module {
             if !r.attached || (token_present && r.card.is_none()) {
                 continue;
             }
-            out.push(slot_id(n, 0));
-            out.push(slot_id(n, 1));
+            for (k, kind) in KINDS.iter().enumerate() {
+                if config::shows(*kind) {
+                    out.push(slot_id(n, k));
+                }
+            }
         }
         out
     }
