@@ -45,11 +45,17 @@
  *                  at most once per 2 s; C_Login and C_SetPIN update them at
  *                  once). FINAL_TRY is set while one try is left; C_Login is
  *                  not refused then (that would lock the user out).
- *                  No CKF_RNG, no CKF_PROTECTED_AUTHENTICATION_PATH, no clock.
+ *                  CKF_RNG: C_GenerateRandom serves the operating system's
+ *                  generator (C_SeedRandom: CKR_RANDOM_SEED_NOT_SUPPORTED).
+ *                  No CKF_PROTECTED_AUTHENTICATION_PATH, no clock.
  *   PINs are checked locally first: a PIN of the wrong length or character
- *   set is refused (CKR_PIN_LEN_RANGE / CKR_PIN_INVALID) without reaching
- *   the card, so it costs no try. CKU_SO is refused (CKR_USER_TYPE_INVALID).
- *   Read/write sessions are accepted; writes fail with CKR_TOKEN_WRITE_PROTECTED.
+ *   set is refused without reaching the card, so it costs no try: C_Login
+ *   answers CKR_PIN_INCORRECT, C_SetPIN CKR_PIN_LEN_RANGE / CKR_PIN_INVALID.
+ *   CKU_SO is refused (CKR_USER_TYPE_INVALID).
+ *   Read/write sessions are accepted. Token objects cannot be created or
+ *   changed (CKR_TOKEN_WRITE_PROTECTED); session objects (CKA_TOKEN FALSE:
+ *   data, X.509 certificates, RSA public keys) can, in any session, held in
+ *   memory: at most 256 objects, 64 KiB each, 4 MiB in all (CKR_DEVICE_MEMORY).
  *   The card forgets both PIN verifications at once: C_Logout on one token
  *   logs out both tokens of that card. C_SetPIN (read/write session) is not
  *   a login: when no token of the card is logged in, the card's security
@@ -99,7 +105,8 @@
  * Mechanisms (RSA-2048 keys; signing on the card, verification in software)
  *   CKM_RSA_PKCS (input at most 245 bytes, normally a DER DigestInfo),
  *   CKM_SHA1_RSA_PKCS, CKM_SHA224_RSA_PKCS, CKM_SHA256_RSA_PKCS,
- *   CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS (single- and multi-part):
+ *   CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS (single- and multi-part;
+ *   CKM_RSA_PKCS and CKM_RSA_PKCS_PSS single-part only):
  *     CKF_HW | CKF_SIGN | CKF_VERIFY
  *   CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512: CKF_DIGEST
  *   Only on cards that sign RSASSA-PSS themselves (detected without a PIN

@@ -11,6 +11,10 @@
 //!
 //! Runs only inside `tests/harness/with-card.sh` (JPKI_PCSC_TEST=1), on both profiles.
 
+// Test code (Cargo.toml [lints]): the shared helpers make raw C calls (`unsafe`), and a failed
+// check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

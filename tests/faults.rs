@@ -16,6 +16,9 @@
 //! (`JPKI_FAULT_ONLY=<text>` runs only the cases whose control line contains it;
 //! `JPKI_TEST_LOG=debug` shows the module's log).
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod robust;
 
 use std::time::{Duration, Instant};

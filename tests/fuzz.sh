@@ -14,17 +14,18 @@
 #   FUZZ_TOTAL_SECONDS=1200 tests/fuzz.sh   # a longer run (prints executions and coverage)
 #   FUZZ_ENGINE=stable tests/fuzz.sh    # force the stable runner
 #
-# Prints `ok - <target>: …` per target; exits non-zero on any crash or broken invariant.
+# Prints `ok - <target>: …` per target (tests/integration/lib/check.bash); exits non-zero on any
+# crash or broken invariant.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$root/tests/integration/lib/check.bash"
 total=${FUZZ_TOTAL_SECONDS:-40}
-targets=(card_responses cert_der attribute_template stateful)
+targets=(card_responses cert_der attribute_template stateful session_objects)
 per=$((total / ${#targets[@]}))
 [ "$per" -ge 1 ] || per=1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-fail=0
 
 # The pinned cargo-fuzz, in the project's own tool directory.
 cargo_fuzz_version=0.12.0
@@ -70,12 +71,11 @@ if [ "$engine" = libfuzzer ]; then
             cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || true)
             ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || true)
             corpus=$(grep -o 'corp: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*' || true)
-            echo "ok - $t: ${execs:-?} executions in ${per} s, coverage ${cov:-?} edges, ${ft:-?} features, corpus ${corpus:-?}"
+            ok "$t: ${execs:-?} executions in ${per} s, coverage ${cov:-?} edges, ${ft:-?} features, corpus ${corpus:-?}"
         else
-            echo "not ok - $t (libFuzzer found a failure)"
+            not_ok "$t (libFuzzer found a failure)"
             grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -n 20 | sed 's/^/#   /'
             ls "$scratch"/crash-* "$scratch"/leak-* "$scratch"/timeout-* 2>/dev/null | sed 's/^/#   artifact: /' || true
-            fail=1
         fi
     done
 else
@@ -84,12 +84,11 @@ else
         log=$scratch/$t.log
         if (cd "$root/fuzz" && FUZZ_SECONDS=$per cargo test -q --no-default-features --release \
             --test bounded -- --exact "$t" --nocapture --test-threads=1 >"$log" 2>&1); then
-            echo "ok - $(grep -o "^.*$t: .*" "$log" | sed "s/^.*\($t: \)/\1/" | head -n 1)"
+            ok "$(grep -o "^.*$t: .*" "$log" | sed "s/^.*\($t: \)/\1/" | head -n 1)"
         else
-            echo "not ok - $t"
+            not_ok "$t"
             grep -E 'panicked|assert' "$log" | head -n 10 | sed 's/^/#   /'
-            fail=1
         fi
     done
 fi
-exit $fail
+check_done

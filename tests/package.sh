@@ -7,10 +7,10 @@
 #
 #   bash tests/package.sh        (root; run by tests/run-all.sh outside the harness)
 #
-# Two packages (Cargo.toml's [package.metadata.deb]):
-#   jpki-pkcs11  the module, its p11-kit file, header, jpki-pkcs11(7); Multi-Arch: same
-#   jpki         the jpki command and jpki(1); depends on jpki-pkcs11 (a Multi-Arch: same
-#                package cannot hold /usr/bin/jpki)
+# Two packages, each from its crate's [package.metadata.deb]:
+#   jpki-pkcs11  (Cargo.toml) the module, its p11-kit file, header, jpki-pkcs11(7); Multi-Arch: same
+#   jpki         (cli/Cargo.toml) the jpki command and jpki(1); depends on jpki-pkcs11 (a
+#                Multi-Arch: same package cannot hold /usr/bin/jpki)
 #
 # Needs nothing from an earlier run: cargo-deb is installed here, pinned, into target/tools/.
 # Refuses to run when either package is already installed: it would remove a package it did not
@@ -21,10 +21,7 @@ cd "$root"
 export PATH=$PATH:/usr/sbin:${CARGO_HOME:-$HOME/.cargo}/bin
 [ "$(id -u)" = 0 ] || { echo "package.sh: needs root (dpkg -i)" >&2; exit 2; }
 
-failures=0
-ok() { echo "ok - $*"; }
-not_ok() { echo "not ok - $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+source tests/integration/lib/check.bash
 
 installed_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in jpki jpki-pkcs11; do
@@ -66,26 +63,13 @@ build_module_package() {
         || { cat "$out/cargo-deb.log" >&2; exit 1; }
     tail -n 1 "$out/cargo-deb.log"
 }
-# THE ONE PLACE that builds the jpki command and its package. When the command moves to the
-# workspace member cli/ (package jpki-cli), this becomes
-#   cargo build --release --locked -p jpki-cli --bin jpki
-#   cargo deb -p jpki-cli --no-build --multiarch=foreign
-# (with that member's own [package.metadata.deb], name = "jpki") and the description rewrite
-# below goes away.
+# The jpki command: the workspace member cli/ (crate jpki-cli), whose [package.metadata.deb]
+# names the package jpki; its synopsis is that crate's description.
 build_cli_package() {
-    cargo build --release --locked --quiet --bin jpki
-    cargo deb -p jpki-pkcs11 --no-build --variant cli --multiarch=foreign >"$out/cargo-deb-cli.log" 2>&1 \
+    cargo build --release --locked --quiet -p jpki-cli --bin jpki
+    cargo deb -p jpki-cli --no-build --multiarch=foreign >"$out/cargo-deb-cli.log" 2>&1 \
         || { cat "$out/cargo-deb-cli.log" >&2; exit 1; }
-    local deb
-    deb=$(tail -n 1 "$out/cargo-deb-cli.log")
-    # A cargo-deb variant cannot set its own synopsis (it is the crate's description): rewrite
-    # it, so `apt show jpki` describes the command, not the module.
-    rm -rf "$out/cli-root"
-    dpkg-deb -R "$deb" "$out/cli-root"
-    sed -i 's/^Description: .*/Description: command-line tool for the Japanese My Number Card (JPKI)/' \
-        "$out/cli-root/DEBIAN/control"
-    dpkg-deb --root-owner-group -Zxz -b "$out/cli-root" "$deb" >/dev/null
-    echo "$deb"
+    tail -n 1 "$out/cargo-deb-cli.log"
 }
 deb=$(build_module_package)
 cli_deb=$(build_cli_package)
@@ -134,7 +118,7 @@ done
 check "src/ reads at least one JPKI_* variable (the check above is not empty)" test "$documented" -gt 0
 
 # --- install -------------------------------------------------------------------------------------
-dpkg -i "$deb" "$cli_deb" >"$out/dpkg-i.log" 2>&1 || { cat "$out/dpkg-i.log" >&2; not_ok "dpkg -i"; exit 1; }
+dpkg -i "$deb" "$cli_deb" >"$out/dpkg-i.log" 2>&1 || { cat "$out/dpkg-i.log" >&2; not_ok "dpkg -i"; check_done; }
 ok "dpkg -i installs jpki-pkcs11 and jpki"
 check "module at $installed" test -f "$installed"
 check "installed module exports C_GetFunctionList and C_GetInterface" \
@@ -212,5 +196,4 @@ if dpkg -r jpki jpki-pkcs11 >"$out/dpkg-r.log" 2>&1; then ok "dpkg -r removes bo
 check "module, p11-kit file, jpki and the man pages are gone" \
     bash -c "test ! -e '$installed' && test ! -e /usr/share/p11-kit/modules/jpki-pkcs11.module && test ! -e /usr/bin/jpki && test ! -e /usr/share/man/man1/jpki.1.gz && test ! -e /usr/share/man/man7/jpki-pkcs11.7.gz"
 
-echo "package.sh: $failures check(s) failed"
-[ "$failures" -eq 0 ]
+check_done

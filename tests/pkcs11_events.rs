@@ -17,6 +17,9 @@
 //! PINs is done in `tests/pkcs11_pin_lock.rs` (a separate harness run). Helpers shared by the
 //! chapters are in `tests/common/`.
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::ptr;
@@ -31,7 +34,7 @@ use cryptoki_sys::*;
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn slot_events() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     assert_eq!(raw.slot_list(true), Ok(vec![0, 1]));
     assert_eq!(
@@ -134,7 +137,7 @@ fn slot_events() {
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn card_removed_mid_session() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     let auth = raw.open_ro(AUTH_SLOT);
     let sign = raw.open_ro(SIGN_SLOT);
@@ -213,7 +216,7 @@ fn card_removed_mid_session() {
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn status_checks_cost_no_apdu() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     let s = raw.open_ro(AUTH_SLOT);
     let all = raw.find(s, &[]).expect("find");
@@ -234,7 +237,7 @@ fn status_checks_cost_no_apdu() {
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn card_reset_between_login_and_sign() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     for t in TOKENS {
         // (a) The card forgets its security state silently (`ctl reset`: the card's volatile

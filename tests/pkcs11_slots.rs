@@ -17,6 +17,9 @@
 //! PINs is done in `tests/pkcs11_pin_lock.rs` (a separate harness run). Helpers shared by the
 //! chapters are in `tests/common/`.
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::ptr;
@@ -33,7 +36,7 @@ use der::Decode;
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn slots_tokens_and_mechanisms() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
 
     // The harness has one card reader and one empty reader: 4 slots, 2 with a token.
@@ -123,8 +126,9 @@ fn slots_tokens_and_mechanisms() {
             | CKF_USER_PIN_INITIALIZED
             | CKF_TOKEN_INITIALIZED;
         assert_eq!(ti.flags & must, must, "flags {:#x}", ti.flags);
-        let never = CKF_RNG
-            | CKF_PROTECTED_AUTHENTICATION_PATH
+        // CKF_RNG: C_GenerateRandom serves the operating system's generator.
+        assert_ne!(ti.flags & CKF_RNG, 0, "flags {:#x}", ti.flags);
+        let never = CKF_PROTECTED_AUTHENTICATION_PATH
             | CKF_CLOCK_ON_TOKEN
             | CKF_USER_PIN_COUNT_LOW
             | CKF_USER_PIN_FINAL_TRY
@@ -143,7 +147,7 @@ fn slots_tokens_and_mechanisms() {
             .expect("typed token info");
         assert_eq!(typed.label(), label);
         assert!(typed.write_protected() && typed.login_required() && typed.token_initialized());
-        assert!(typed.user_pin_initialized() && !typed.rng());
+        assert!(typed.user_pin_initialized() && typed.rng());
     }
     assert_ne!(labels[0], labels[1], "the two tokens have different labels");
 
@@ -312,7 +316,7 @@ fn init_with_params(raw: &Raw, params: &[u8]) -> CK_RV {
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn a_hidden_token_has_no_slot() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     let _env = TokensEnv;
     let tries = card_tries();
@@ -333,33 +337,43 @@ fn a_hidden_token_has_no_slot() {
         );
     };
 
+    // A hidden token's slots are invalid everywhere; the shown token opens sessions.
+    let only = |shown: CK_SLOT_ID, hidden: [CK_SLOT_ID; 2]| {
+        for slot in hidden {
+            assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+            assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
+            assert_eq!(
+                raw.open(slot, CKF_SERIAL_SESSION).err(),
+                Some(CKR_SLOT_ID_INVALID)
+            );
+        }
+        assert!(raw.token_info(shown).is_ok());
+        let s = raw.open_ro(shown);
+        assert_eq!(call!(raw, C_CloseSession(s)), CKR_OK);
+    };
+
     visible(
         b"tokens=sign\0",
         vec![SIGN_SLOT, EMPTY_SIGN_SLOT],
         vec![SIGN_SLOT],
     );
-    for slot in [AUTH_SLOT, EMPTY_AUTH_SLOT] {
-        assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-        assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-        assert_eq!(
-            raw.open(slot, CKF_SERIAL_SESSION).err(),
-            Some(CKR_SLOT_ID_INVALID)
-        );
-    }
-    assert!(raw.token_info(SIGN_SLOT).is_ok());
-    let s = raw.open_ro(SIGN_SLOT);
-    assert_eq!(call!(raw, C_CloseSession(s)), CKR_OK);
-
+    only(SIGN_SLOT, [AUTH_SLOT, EMPTY_AUTH_SLOT]);
+    // Another user of the module in this process initialises too: nothing changes for us.
+    assert_eq!(
+        call!(raw, C_Initialize(ptr::null_mut())),
+        CKR_CRYPTOKI_ALREADY_INITIALIZED
+    );
+    assert_eq!(
+        raw.slot_list(false),
+        Ok(vec![SIGN_SLOT, EMPTY_SIGN_SLOT]),
+        "a second C_Initialize keeps the first one's settings"
+    );
     visible(
         b"tokens=AUTH\0",
         vec![AUTH_SLOT, EMPTY_AUTH_SLOT],
         vec![AUTH_SLOT],
     );
-    for slot in [SIGN_SLOT, EMPTY_SIGN_SLOT] {
-        assert_eq!(raw.slot_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-        assert_eq!(raw.token_info(slot).err(), Some(CKR_SLOT_ID_INVALID));
-    }
-    assert!(raw.token_info(AUTH_SLOT).is_ok());
+    only(AUTH_SLOT, [SIGN_SLOT, EMPTY_SIGN_SLOT]);
 
     // A value the module does not know, or a PIN, is a warning; both tokens stay.
     visible(

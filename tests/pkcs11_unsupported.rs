@@ -17,6 +17,9 @@
 //! PINs is done in `tests/pkcs11_pin_lock.rs` (a separate harness run). Helpers shared by the
 //! chapters are in `tests/common/`.
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::ptr;
@@ -34,7 +37,7 @@ use cryptoki_sys::*;
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn writes_refused_and_unsupported_functions() {
-    let Some((_g, ctx)) = start() else { return };
+    let (_g, ctx) = start();
     let raw = &ctx.raw;
     for t in TOKENS {
         for rw in [false, true] {
@@ -218,12 +221,12 @@ fn writes_refused_and_unsupported_functions() {
         (
             "C_GenerateRandom",
             call!(raw, C_GenerateRandom(s, b, 16)),
-            CKR_RANDOM_NO_RNG,
+            CKR_OK,
         ),
         (
             "C_SeedRandom",
             call!(raw, C_SeedRandom(s, b, 16)),
-            CKR_RANDOM_NO_RNG,
+            CKR_RANDOM_SEED_NOT_SUPPORTED,
         ),
         (
             "C_InitToken",

@@ -6,6 +6,9 @@
 //! `tests/harness/with-card.sh -- cargo test --test setpin_pcsc -- --include-ignored --test-threads=1`.
 //! The module is `$JPKI_MODULE`, else `target/debug/libjpki_pkcs11.so` (build it first).
 
+// Test code (Cargo.toml [lints]): raw C calls need `unsafe`, and a failed check panics.
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};

@@ -249,8 +249,9 @@ fn capitalize(s: &str) -> String {
     }
 }
 
+/// Lower-case hexadecimal, through the module's one encoder.
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    jpki_pkcs11::pkcs11::hex::encode(b, false)
 }
 
 fn bad(message: impl Into<String>) -> Failure {

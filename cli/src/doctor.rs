@@ -4,6 +4,8 @@
 //! (and no PIN is blocked); the module registered with p11-kit (`p11-kit list-modules`), in the
 //! shared NSS database of Chromium and NSS tools (`~/.pki/nssdb`, `modutil -list`) and in each
 //! Firefox profile (`~/.mozilla/firefox/*/pkcs11.txt`), directly or through p11-kit-proxy.
+//! Then, for each known program, which tokens it sees and its other settings (README "Which
+//! tokens a program sees"), and every warning about the configuration.
 //! No PIN is asked and no try is spent. A "problem" stops the card from working (exit 8); a
 //! "warning" only concerns one client.
 
@@ -325,6 +327,7 @@ pub fn run(args: &Args, module: Option<&Path>) -> Result<(), Failure> {
         );
     }
     registration_checks(&mut findings, &module);
+    token_visibility(&mut findings);
     let problems = findings
         .iter()
         .filter(|f| f.level == Level::Problem)
@@ -378,5 +381,55 @@ impl Report for DoctorReport {
             "{} problem(s), {} warning(s).",
             self.problems, self.warnings
         );
+    }
+}
+
+/// Programs whose view `jpki doctor` shows (executable file names, as the module sees them).
+const KNOWN_PROGRAMS: [&str; 10] = [
+    "pdfsig",
+    "okular",
+    "soffice.bin",
+    "firefox-esr",
+    "chromium",
+    "ssh",
+    "ssh-agent",
+    "java",
+    "gnupg-pkcs11-scd",
+    "pkcs11-tool",
+];
+
+/// Which tokens each known program sees, and its other settings, from this environment and
+/// the configuration files (a registration's module parameters are not known here); and every
+/// configuration warning. Every key of the module's table is shown, so a new one needs nothing
+/// here.
+fn token_visibility(findings: &mut Vec<Finding>) {
+    use jpki_pkcs11::pkcs11::config::{file, Sources};
+    let sources = Sources::collect(None);
+    for w in &sources.warnings {
+        findings.push(
+            finding("config", Level::Warning, w.clone())
+                .fix("see README, \"Which tokens a program sees\", and jpki-pkcs11(7)"),
+        );
+    }
+    for program in KNOWN_PROGRAMS {
+        let c = sources.resolve(program);
+        let (_, origin) = c.get(file::Key::Tokens);
+        let others: Vec<String> = file::KEYS
+            .iter()
+            .filter(|k| k.key != file::Key::Tokens)
+            .map(|k| {
+                let (v, o) = c.get(k.key);
+                format!("{}={v} ({o})", k.name)
+            })
+            .collect();
+        findings.push(finding(
+            "tokens",
+            Level::Ok,
+            format!(
+                "{program} sees token(s): {} ({origin}); {}",
+                c.tokens().name(),
+                others.join(", ")
+            ),
+        ));
     }
 }

@@ -64,10 +64,12 @@ enum CertEntry {
     Error { error: String },
 }
 
+/// Upper-case hexadecimal bytes separated by spaces (how ATRs are written), through the
+/// module's one encoder.
 fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .map(|b| format!("{b:02X}"))
+        .map(|b| jpki_pkcs11::pkcs11::hex::encode(&[*b], true))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -3,7 +3,7 @@
 //! arbitrary template of types and buffer sizes.
 //!
 //! The module is initialised once per process with an in-process reader holding the virtual
-//! card (the C functions reach it through the global module of `core::module`).
+//! card (the C functions reach it through the global module of `pkcs11::module`).
 //!
 //! Input: a flags byte (bit 0: log in first; bit 1: signature token), the search template, the
 //! read template (each: a count byte, then per attribute a type and a value or buffer size).
@@ -21,7 +21,7 @@ use cryptoki_sys::*;
 use jpki_pkcs11::pkcs11::module;
 use jpki_virtual_card::Profile;
 
-use crate::{readers_with, virtual_card};
+use crate::{readers_with, virtual_card, Bytes};
 
 extern "C" {
     fn C_OpenSession(
@@ -112,24 +112,7 @@ fn value_for(selector: u8) -> Vec<u8> {
     }
 }
 
-struct Bytes<'a>(&'a [u8]);
-
 impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((b, rest)) => {
-                self.0 = rest;
-                *b
-            }
-            None => 0,
-        }
-    }
-    fn take(&mut self, n: usize) -> Vec<u8> {
-        let n = n.min(self.0.len());
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        head.to_vec()
-    }
     fn attribute_type(&mut self) -> CK_ATTRIBUTE_TYPE {
         let b = self.byte();
         if b < 0xF0 {
@@ -143,7 +126,7 @@ impl Bytes<'_> {
     }
 }
 
-fn setup() {
+pub(crate) fn setup() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let vc = virtual_card(Profile::Conservative);
@@ -193,6 +176,7 @@ const CANARY: u8 = 0xCC;
 const CANARY_LEN: usize = 16;
 
 pub fn run(data: &[u8]) {
+    let _only_user = crate::global_module();
     setup();
     let mut input = Bytes(data);
     let flags = input.byte();

@@ -17,6 +17,7 @@
 pub mod attribute_template;
 pub mod card_responses;
 pub mod cert_der;
+pub mod session_objects;
 pub mod stateful;
 
 use std::path::Path;
@@ -88,4 +89,35 @@ pub fn chunks(mut data: &[u8]) -> Vec<Vec<u8>> {
         data = &rest[len..];
     }
     out
+}
+
+/// The targets that drive the process's one global module through the C functions take this
+/// lock, so that the bounded tests (threads of one process) never close each other's sessions.
+pub fn global_module() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    lock(&LOCK)
+}
+
+/// A fuzzer's input, read front to back; past its end a byte reads as 0 and `take` gives less.
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl Bytes<'_> {
+    pub fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    pub fn take(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head.to_vec()
+    }
+    pub fn done(&self) -> bool {
+        self.0.is_empty()
+    }
 }

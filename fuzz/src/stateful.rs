@@ -114,10 +114,9 @@ const MECHS: [CK_MECHANISM_TYPE; 5] = [
 
 /// Every answer this target may ever see: no device errors (the card is faithful here), no
 /// general errors.
-const POSSIBLE: [CK_RV; 16] = [
+const POSSIBLE: [CK_RV; 15] = [
     CKR_OK,
-    CKR_PIN_LEN_RANGE,
-    CKR_PIN_INVALID,
+    CKR_FUNCTION_NOT_SUPPORTED,
     CKR_SESSION_HANDLE_INVALID,
     CKR_OPERATION_NOT_INITIALIZED,
     CKR_OPERATION_ACTIVE,
@@ -143,6 +142,8 @@ struct MSession {
 struct SignOp {
     mech: CK_MECHANISM_TYPE,
     data: Vec<u8>,
+    /// `C_SignUpdate` was called: only `C_SignFinal` may end it.
+    updated: bool,
 }
 
 struct Model {
@@ -449,12 +450,8 @@ fn step(rig: &mut Rig, model: &mut Model, op: &Op) {
                 || (kind == 1 && matches!(pin, PinChoice::LowerCase));
             let right = well_formed && !matches!(pin, PinChoice::Wrong);
             // Malformed PINs never reach the card: a wrong length, or a character the card
-            // cannot hold (include/jpki-pkcs11.h).
-            let format_error = if pin_bytes.len() == 3 {
-                CKR_PIN_LEN_RANGE
-            } else {
-                CKR_PIN_INVALID
-            };
+            // cannot hold; C_Login answers CKR_PIN_INCORRECT (docs/conformance.md).
+            let format_error = CKR_PIN_INCORRECT;
             let want = if context && !model.sign_ops.contains_key(&h) {
                 CKR_OPERATION_NOT_INITIALIZED
             } else if !well_formed {
@@ -605,6 +602,7 @@ fn step(rig: &mut Rig, model: &mut Model, op: &Op) {
                     SignOp {
                         mech,
                         data: Vec::new(),
+                        updated: false,
                     },
                 );
             }
@@ -618,12 +616,12 @@ fn step(rig: &mut Rig, model: &mut Model, op: &Op) {
             } else {
                 m.sign(h, &part)
             };
-            sign_result(rig, model, op, s, h, &part, update, got, loose);
+            sign_result(rig, model, op, s, h, &part, update, !update, got, loose);
         }
         Op::SignFinal { s } => {
             let h = model.handle(s);
             let got = m.sign_final(h);
-            sign_result(rig, model, op, s, h, &[], false, got, loose);
+            sign_result(rig, model, op, s, h, &[], false, false, got, loose);
         }
         Op::Cancel { s } => {
             let h = model.handle(s);
@@ -719,6 +717,7 @@ fn sign_result(
     h: CK_SESSION_HANDLE,
     part: &[u8],
     update: bool,
+    single: bool,
     got: Result<Vec<u8>, Error>,
     loose: bool,
 ) {
@@ -732,7 +731,13 @@ fn sign_result(
     };
     sign_op.data.extend_from_slice(part);
     let raw = sign_op.mech == CKM_RSA_PKCS;
-    let want = if raw && sign_op.data.len() > 245 {
+    // CKM_RSA_PKCS is single-part only; after an update only C_SignFinal ends the operation
+    // (docs/conformance.md). Either refusal ends it.
+    let want = if update && raw {
+        CKR_FUNCTION_NOT_SUPPORTED
+    } else if single && sign_op.updated {
+        CKR_OPERATION_ACTIVE
+    } else if raw && sign_op.data.len() > 245 {
         CKR_DATA_LEN_RANGE
     } else if update {
         CKR_OK
@@ -746,6 +751,7 @@ fn sign_result(
     check(op, rv(&got), want, loose);
     match (&got, update) {
         (Ok(_), true) => {
+            sign_op.updated = true;
             model.sign_ops.insert(h, sign_op);
         }
         (Ok(signature), false) => verify(&rig.public[kind], sign_op.mech, &sign_op.data, signature),

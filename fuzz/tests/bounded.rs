@@ -129,6 +129,11 @@ fn attribute_template() {
 }
 
 #[test]
+fn session_objects() {
+    drive("session_objects", jpki_pkcs11_fuzz::session_objects::run);
+}
+
+#[test]
 fn stateful() {
     drive("stateful", jpki_pkcs11_fuzz::stateful::run);
 }

@@ -4,6 +4,9 @@
 //! memory), runs inside [`guard`] (a panic becomes `CKR_GENERAL_ERROR`), calls the core, and
 //! turns the core's error into a `CK_RV` through [`crate::pkcs11::Error::rv`] — in one place.
 
+// The one exception to Cargo.toml's `unsafe_code = "deny"`: the C boundary, this module and its
+// children. No other module may allow it.
+#![allow(unsafe_code)]
 // The safety contract of every `unsafe extern "C"` function here is the PKCS#11 specification's
 // contract on the caller's pointers; see `ptr`.
 #![allow(clippy::missing_safety_doc)]

@@ -225,6 +225,12 @@ impl SignScheme {
         })
     }
 
+    /// `CKM_RSA_PKCS` and `CKM_RSA_PKCS_PSS` are single-part only (the specification's
+    /// mechanism table): no `C_SignUpdate` / `C_VerifyUpdate`.
+    pub fn single_part_only(&self) -> bool {
+        matches!(self, SignScheme::Raw(_) | SignScheme::PssRaw(_))
+    }
+
     /// Adds data; `key_len` bounds what `CKM_RSA_PKCS` can accept.
     pub fn update(&mut self, data: &[u8], key_len: usize) -> Result<()> {
         match self {

@@ -9,10 +9,12 @@ pub mod cert_source;
 pub mod config;
 pub mod error;
 pub mod hex;
+pub mod live_attributes;
 pub mod mechanism;
 pub mod module;
 pub mod object;
 pub mod session;
+pub mod session_objects;
 pub mod token;
 
 pub use error::{Error, Result};
@@ -20,5 +22,7 @@ pub use module::Module;
 
 #[cfg(test)]
 mod beyond_tests;
+#[cfg(test)]
+mod conformance_tests;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use rsa::RsaPublicKey;
 use sha1::{Digest, Sha1};
 
 use super::cert::CertificateData;
-use super::mechanism::SIGN_MECHANISMS;
+use super::mechanism::{PSS_MECHANISMS, SIGN_MECHANISMS};
 use crate::card::KeyKind;
 
 /// An object handle. Handles are never reused within a process.
@@ -68,6 +68,17 @@ impl Object {
         }
     }
 
+    /// A copy with the value of an existing attribute `ty` replaced.
+    pub fn with_value(&self, ty: CK_ATTRIBUTE_TYPE, value: Vec<u8>) -> Object {
+        let mut copy = self.clone();
+        for (t, v) in copy.attrs.iter_mut() {
+            if *t == ty {
+                *v = Attr::Value(value.clone());
+            }
+        }
+        copy
+    }
+
     /// Whether every (type, value) of `template` is an attribute of this object with exactly
     /// that encoded value. Unknown or sensitive attributes, or values of another length, do not
     /// match (no error: NSS searches for vendor attributes and classes).
@@ -76,6 +87,28 @@ impl Object {
             AttrLookup::Value(have) => have == want.as_slice(),
             _ => false,
         })
+    }
+
+    /// An object from its attributes, already checked (session objects: `session_objects`).
+    pub fn from_attributes(
+        handle: ObjectHandle,
+        class: CK_OBJECT_CLASS,
+        private: bool,
+        key: Option<(KeyKind, RsaPublicKey)>,
+        attrs: Vec<(CK_ATTRIBUTE_TYPE, Attr)>,
+    ) -> Object {
+        Object {
+            handle,
+            class,
+            private,
+            key,
+            attrs,
+        }
+    }
+
+    /// Whether a boolean attribute is present and TRUE.
+    pub fn is_true(&self, ty: CK_ATTRIBUTE_TYPE) -> bool {
+        matches!(self.attribute(ty), AttrLookup::Value(v) if v.first().is_some_and(|b| *b != CK_FALSE))
     }
 
     /// Total size of the object's readable attribute values (for `C_GetObjectSize`).
@@ -236,9 +269,13 @@ pub fn certificate(
     b.build(handle, None)
 }
 
-fn allowed_mechanisms() -> Vec<u8> {
+/// `CKA_ALLOWED_MECHANISMS` of a key: the PKCS#1 v1.5 mechanisms, and with `pss` the card's
+/// PSS ones (see `live_attributes`, which sets them once the card is known to sign PSS).
+pub fn allowed_mechanisms(pss: bool) -> Vec<u8> {
+    let pss_mechs: &[CK_MECHANISM_TYPE] = if pss { &PSS_MECHANISMS } else { &[] };
     SIGN_MECHANISMS
         .iter()
+        .chain(pss_mechs)
         .flat_map(|m| m.to_ne_bytes())
         .collect()
 }
@@ -253,7 +290,7 @@ fn key_common(b: &mut Builder, cert: &CertificateData, id: u8, label: &str) {
         // equipment; we cannot state that it was generated on "this token" by C_GenerateKeyPair.
         .bool(CKA_LOCAL, false)
         .ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION)
-        .bytes(CKA_ALLOWED_MECHANISMS, &allowed_mechanisms())
+        .bytes(CKA_ALLOWED_MECHANISMS, &allowed_mechanisms(false))
         .bytes(CKA_SUBJECT, &cert.subject)
         .bytes(CKA_MODULUS, &cert.modulus())
         .bytes(CKA_PUBLIC_EXPONENT, &cert.public_exponent())

@@ -20,6 +20,8 @@ pub struct KeyOperation {
     pub public: RsaPublicKey,
     pub key_len: usize,
     pub scheme: SignScheme,
+    /// `C_SignUpdate`/`C_VerifyUpdate` was called: only the Final call may end it.
+    pub multi_part: bool,
 }
 
 /// Operations of one session.
@@ -29,7 +31,7 @@ pub struct Operations {
     pub find: Option<std::collections::VecDeque<ObjectHandle>>,
     pub sign: Option<KeyOperation>,
     pub verify: Option<KeyOperation>,
-    pub digest: Option<Hasher>,
+    pub digest: Option<(Hasher, bool)>,
 }
 
 /// One open session.

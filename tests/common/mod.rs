@@ -42,18 +42,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn enabled() -> bool {
-    if std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1") {
-        return true;
-    }
-    println!(
-        "skipped: set JPKI_PCSC_TEST=1 (tests/harness/with-card.sh does) to run against pcscd"
-    );
-    false
-}
-
-/// For tests marked `#[ignore = "needs pcscd…"]`: run with `--include-ignored` outside the
-/// harness, they fail instead of passing untested.
+/// Asserts that the harness is around. The tests that call this are `#[ignore]`d, so a plain
+/// `cargo test` lists them as ignored; run with `--include-ignored` outside the harness they
+/// fail, never pass without having tested anything.
 pub fn require_harness() {
     assert!(
         std::env::var("JPKI_PCSC_TEST").as_deref() == Ok("1"),

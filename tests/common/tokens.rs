@@ -97,15 +97,15 @@ pub fn text(field: &[u8]) -> String {
     String::from_utf8_lossy(field).trim_end().to_string()
 }
 
-pub fn start() -> Option<(std::sync::MutexGuard<'static, ()>, Ctx)> {
+/// The start of every chapter test: the harness is required (see [`require_harness`]), the
+/// tests run one at a time, the card is inserted and the module initialised.
+pub fn start() -> (std::sync::MutexGuard<'static, ()>, Ctx) {
+    require_harness();
     let guard = serial();
-    if !enabled() {
-        return None;
-    }
     // A previous test may have left the card removed if it failed half-way.
     ctl("insert");
     wait_pcsc_card(true);
-    Some((guard, Ctx::new()))
+    (guard, Ctx::new())
 }
 
 /// The user certificate of a token, read through the module (logs in if it must).

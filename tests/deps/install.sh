@@ -30,6 +30,7 @@ if [ "$(id -u)" = 0 ]; then
         [ ${#missing[@]} -gt 0 ] && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
         [ -n "$need_rust" ] && apt-get install -y -qq cargo-web rustc-web >/dev/null
     fi
+    bash "$here/backports.sh"
     reqs=$(pip_reqs)
     if [ -n "$reqs" ]; then
         pip3 install -q --disable-pip-version-check $reqs 2>/dev/null \
@@ -44,6 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "  sudo apt-get install ${missing[*]}" >&2
     ok=""
 fi
+bash "$here/backports.sh" || ok=""
 if [ -n "$need_rust" ]; then
     echo "No Rust toolchain >= 1.77: sudo apt-get install cargo-web rustc-web (or use rustup)" >&2
     ok=""

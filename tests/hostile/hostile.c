@@ -57,7 +57,8 @@ static const char *rv_name(CK_RV rv)
     N(CKR_SESSION_READ_ONLY) N(CKR_SIGNATURE_INVALID) N(CKR_SIGNATURE_LEN_RANGE)
     N(CKR_TEMPLATE_INCOMPLETE) N(CKR_TOKEN_NOT_PRESENT) N(CKR_TOKEN_WRITE_PROTECTED)
     N(CKR_USER_ALREADY_LOGGED_IN) N(CKR_USER_NOT_LOGGED_IN) N(CKR_USER_TYPE_INVALID)
-    N(CKR_RANDOM_NO_RNG) N(CKR_BUFFER_TOO_SMALL) N(CKR_SAVED_STATE_INVALID)
+    N(CKR_RANDOM_NO_RNG) N(CKR_RANDOM_SEED_NOT_SUPPORTED) N(CKR_ACTION_PROHIBITED)
+    N(CKR_TEMPLATE_INCONSISTENT) N(CKR_BUFFER_TOO_SMALL) N(CKR_SAVED_STATE_INVALID)
     N(CKR_STATE_UNSAVEABLE) N(CKR_CRYPTOKI_NOT_INITIALIZED) N(CKR_CRYPTOKI_ALREADY_INITIALIZED)
 #undef N
     default: return "?";
@@ -462,8 +463,9 @@ static void slots_and_tokens(void)
     CHECK((ti.flags & (CKF_LOGIN_REQUIRED | CKF_WRITE_PROTECTED | CKF_USER_PIN_INITIALIZED |
                        CKF_TOKEN_INITIALIZED)) ==
           (CKF_LOGIN_REQUIRED | CKF_WRITE_PROTECTED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED));
-    CHECK((ti.flags & (CKF_RNG | CKF_PROTECTED_AUTHENTICATION_PATH | CKF_USER_PIN_COUNT_LOW |
+    CHECK((ti.flags & (CKF_PROTECTED_AUTHENTICATION_PATH | CKF_USER_PIN_COUNT_LOW |
                        CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)) == 0);
+    CHECK(ti.flags & CKF_RNG); /* C_GenerateRandom: the operating system's generator */
     EXPECT(CKR_OK, F->C_GetTokenInfo(sign_slot, &ti));
     CHECK(ti.ulMinPinLen == 6 && ti.ulMaxPinLen == 16);
 
@@ -614,25 +616,24 @@ static void login_and_pins(void)
     EXPECT(CKR_USER_TYPE_INVALID, login(a, 99, AUTH_PIN));
     EXPECT(CKR_USER_TYPE_INVALID, login(a, ck_ulong_max(), AUTH_PIN));
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, login(a, CKU_CONTEXT_SPECIFIC, AUTH_PIN));
-    /* PINs that cannot be right never reach the card (no try spent). The module answers
-     * CKR_PIN_LEN_RANGE / CKR_PIN_INVALID, as OpenSC does, so that the user learns no try was
-     * spent (include/jpki-pkcs11.h). Note: the specification's text reserves these two for
-     * functions that set a PIN and does not list them for C_Login; a strict reading would want
-     * CKR_PIN_INCORRECT here. A deliberate, documented choice that clients rely on. */
+    /* PINs that cannot be right never reach the card (no try spent). C_Login answers
+     * CKR_PIN_INCORRECT, the code the specification lists for it (CKR_PIN_LEN_RANGE and
+     * CKR_PIN_INVALID are for functions that set a PIN); NSS and GnuTLS ask the person again
+     * on it (docs/conformance.md). The token flags below prove no try was spent. */
     struct { const char *pin; size_t len; CK_RV want; } bad_auth[] = {
-        {"", 0, CKR_PIN_LEN_RANGE}, {"1", 1, CKR_PIN_LEN_RANGE}, {"12", 2, CKR_PIN_LEN_RANGE},
-        {"123", 3, CKR_PIN_LEN_RANGE}, {"12345", 5, CKR_PIN_LEN_RANGE},
-        {"12a4", 4, CKR_PIN_INVALID}, {"12 4", 4, CKR_PIN_INVALID},
-        {"\xef\xbc\x91\xef\xbc\x92", 6, CKR_PIN_LEN_RANGE}, /* full-width digits */
-        {"1234567890123456", 16, CKR_PIN_LEN_RANGE}, {"1234\0", 5, CKR_PIN_LEN_RANGE},
-        {"\xff\xfe\x00\x01", 4, CKR_PIN_INVALID},
+        {"", 0, CKR_PIN_INCORRECT}, {"1", 1, CKR_PIN_INCORRECT}, {"12", 2, CKR_PIN_INCORRECT},
+        {"123", 3, CKR_PIN_INCORRECT}, {"12345", 5, CKR_PIN_INCORRECT},
+        {"12a4", 4, CKR_PIN_INCORRECT}, {"12 4", 4, CKR_PIN_INCORRECT},
+        {"\xef\xbc\x91\xef\xbc\x92", 6, CKR_PIN_INCORRECT}, /* full-width digits */
+        {"1234567890123456", 16, CKR_PIN_INCORRECT}, {"1234\0", 5, CKR_PIN_INCORRECT},
+        {"\xff\xfe\x00\x01", 4, CKR_PIN_INCORRECT},
     };
     for (size_t i = 0; i < sizeof bad_auth / sizeof *bad_auth; i++)
         EXPECT(bad_auth[i].want, F->C_Login(a, CKU_USER, (CK_UTF8CHAR *)bad_auth[i].pin, bad_auth[i].len));
     struct { const char *pin; CK_RV want; } bad_sign[] = {
-        {"", CKR_PIN_LEN_RANGE}, {"1234", CKR_PIN_LEN_RANGE}, {"ABC12", CKR_PIN_LEN_RANGE},
-        {"ABC-123", CKR_PIN_INVALID}, {"ABC 123", CKR_PIN_INVALID}, {"ABC123\n", CKR_PIN_INVALID},
-        {"A234567890123456X", CKR_PIN_LEN_RANGE}, {"ABC\xc3\xa9" "12", CKR_PIN_INVALID},
+        {"", CKR_PIN_INCORRECT}, {"1234", CKR_PIN_INCORRECT}, {"ABC12", CKR_PIN_INCORRECT},
+        {"ABC-123", CKR_PIN_INCORRECT}, {"ABC 123", CKR_PIN_INCORRECT}, {"ABC123\n", CKR_PIN_INCORRECT},
+        {"A234567890123456X", CKR_PIN_INCORRECT}, {"ABC\xc3\xa9" "12", CKR_PIN_INCORRECT},
     };
     for (size_t i = 0; i < sizeof bad_sign / sizeof *bad_sign; i++)
         EXPECT(bad_sign[i].want, login(s, CKU_USER, bad_sign[i].pin));
@@ -640,8 +641,8 @@ static void login_and_pins(void)
     size_t big = 100000;
     CK_UTF8CHAR *long_pin = malloc(big);
     memset(long_pin, '1', big);
-    EXPECT(CKR_PIN_LEN_RANGE, F->C_Login(a, CKU_USER, long_pin, big));
-    EXPECT(CKR_PIN_LEN_RANGE, F->C_Login(s, CKU_USER, long_pin, 17));
+    EXPECT(CKR_PIN_INCORRECT, F->C_Login(a, CKU_USER, long_pin, big));
+    EXPECT(CKR_PIN_INCORRECT, F->C_Login(s, CKU_USER, long_pin, 17));
     free(long_pin);
     EXPECT(CKR_ARGUMENTS_BAD, F->C_Login(a, CKU_USER, (CK_UTF8CHAR *)"1234", ck_ulong_max()));
     CHECK((token_flags(auth_slot) & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY)) == 0);
@@ -819,13 +820,15 @@ static void objects(void)
     EXPECT(CKR_OK, F->C_GetObjectSize(a, cert, &size));
     CHECK(size >= cert_len);
 
-    /* The token is read-only (CKR_TOKEN_WRITE_PROTECTED ranks above CKR_SESSION_READ_ONLY). */
+    /* The token is read-only (CKR_TOKEN_WRITE_PROTECTED ranks above CKR_SESSION_READ_ONLY) for
+     * token objects; a template without CKA_TOKEN asks for a session object, allowed on a
+     * write-protected token, and this one lacks its class (docs/conformance.md). */
     CK_OBJECT_HANDLE obj;
     CK_ATTRIBUTE label = {CKA_LABEL, (void *)"x", 1};
     CK_MECHANISM gen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
     CK_SESSION_HANDLE both[2] = {a, rw};
     for (int i = 0; i < 2; i++) {
-        EXPECT(CKR_TOKEN_WRITE_PROTECTED, F->C_CreateObject(both[i], &label, 1, &obj));
+        EXPECT(CKR_TEMPLATE_INCOMPLETE, F->C_CreateObject(both[i], &label, 1, &obj));
         EXPECT(CKR_TOKEN_WRITE_PROTECTED, F->C_CopyObject(both[i], cert, &label, 1, &obj));
         EXPECT(CKR_TOKEN_WRITE_PROTECTED, F->C_DestroyObject(both[i], cert));
         EXPECT(CKR_TOKEN_WRITE_PROTECTED, F->C_SetAttributeValue(both[i], cert, &label, 1));
@@ -861,6 +864,72 @@ static void objects(void)
     EXPECT(CKR_OK, F->C_CloseSession(rw));
 }
 
+/* ----- 6b. session objects: hostile templates, caps, lifetime ---------------------------------- */
+
+static CK_RV create_data(CK_SESSION_HANDLE h, const void *value, CK_ULONG len, CK_OBJECT_HANDLE *o)
+{
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &no, sizeof no}, {CKA_VALUE, (void *)value, len}};
+    return F->C_CreateObject(h, t, 3, o);
+}
+
+static void session_objects(void)
+{
+    CK_SESSION_HANDLE a, a2;
+    CK_OBJECT_HANDLE o = 0, o2 = 0;
+    EXPECT(CKR_OK, F->C_OpenSession(auth_slot, CKF_SERIAL_SESSION, NULL, NULL, &a));
+    EXPECT(CKR_OK, F->C_OpenSession(auth_slot, CKF_SERIAL_SESSION, NULL, NULL, &a2));
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE t[2] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_TOKEN, &yes, sizeof yes}};
+    EXPECT(CKR_TOKEN_WRITE_PROTECTED, F->C_CreateObject(a, t, 2, &o));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_CreateObject(a, NULL, 2, &o));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_CreateObject(a, t, 1, NULL));
+    EXPECT(CKR_DEVICE_MEMORY, F->C_CreateObject(a, t, ck_ulong_max(), &o));
+    /* A NULL value with a length, a huge claimed length: refused before any copy. */
+    CK_ATTRIBUTE bad[2] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, NULL, 5}};
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_CreateObject(a, bad, 2, &o));
+    bad[1].pValue = &cls;
+    bad[1].ulValueLen = ck_ulong_max();
+    EXPECT(CKR_DEVICE_MEMORY, F->C_CreateObject(a, bad, 2, &o));
+    bad[1].ulValueLen = 3; /* CKA_LABEL of 3 bytes is fine; a class of 3 bytes is not */
+    bad[0].ulValueLen = 3;
+    EXPECT(CKR_ATTRIBUTE_VALUE_INVALID, F->C_CreateObject(a, bad, 2, &o));
+
+    EXPECT(CKR_OK, create_data(a, "abc", 3, &o));
+    CK_BYTE v[8];
+    CK_ATTRIBUTE get = {CKA_VALUE, v, sizeof v};
+    EXPECT(CKR_OK, F->C_GetAttributeValue(a2, o, &get, 1));
+    CHECK(get.ulValueLen == 3 && memcmp(v, "abc", 3) == 0);
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_SetAttributeValue(a, o, NULL, 1));
+    EXPECT(CKR_ATTRIBUTE_READ_ONLY, F->C_SetAttributeValue(a, o, t, 1)); /* CKA_CLASS */
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_CopyObject(a, o, NULL, 0, NULL));
+    EXPECT(CKR_OK, F->C_CopyObject(a, o, NULL, 0, &o2));
+    CHECK(o2 != o && o2 != CK_INVALID_HANDLE);
+    CK_ULONG size = 0;
+    EXPECT(CKR_OK, F->C_GetObjectSize(a2, o2, &size));
+    EXPECT(CKR_OK, F->C_DestroyObject(a2, o2));
+    EXPECT(CKR_OBJECT_HANDLE_INVALID, F->C_DestroyObject(a2, o2));
+    /* Caps: a 64 KiB + 1 value, then more than 256 objects. */
+    CK_BYTE *big = calloc(1, 65537);
+    EXPECT(CKR_DEVICE_MEMORY, create_data(a2, big, 65537, &o2));
+    free(big);
+    CK_RV rv = CKR_OK;
+    int made = 1;
+    while (made < 1000 && (rv = create_data(a2, "x", 1, &o2)) == CKR_OK)
+        made++;
+    EXPECT(CKR_DEVICE_MEMORY, rv);
+    CHECK(made == 256);
+    /* Objects die with their session: a2's go, a's stays. */
+    EXPECT(CKR_OK, F->C_CloseSession(a2));
+    EXPECT(CKR_OBJECT_HANDLE_INVALID, F->C_GetObjectSize(a, o2, &size));
+    EXPECT(CKR_OK, F->C_GetObjectSize(a, o, &size));
+    EXPECT(CKR_OK, create_data(a, "y", 1, &o2));
+    EXPECT(CKR_OK, F->C_CloseSession(a));
+}
+
 /* ----- 7. digest, sign, verify and what the card cannot do ------------------------------------- */
 
 static const CK_BYTE SHA256_ABC[32] = {
@@ -885,8 +954,13 @@ static void digest(CK_SESSION_HANDLE h)
     len = 31;
     EXPECT(CKR_BUFFER_TOO_SMALL, F->C_Digest(h, (CK_BYTE *)"abc", 3, out, &len));
     CHECK(len == 32);
+    /* An argument error ends the operation: the specification ends it on every error but
+     * CKR_BUFFER_TOO_SMALL and a length query. */
     EXPECT(CKR_ARGUMENTS_BAD, F->C_Digest(h, NULL, 3, out, &len));
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_DigestFinal(h, out, &len));
+    EXPECT(CKR_OK, F->C_DigestInit(h, &sha256));
     EXPECT(CKR_ARGUMENTS_BAD, F->C_Digest(h, (CK_BYTE *)"abc", ck_ulong_max(), out, &len));
+    EXPECT(CKR_OK, F->C_DigestInit(h, &sha256));
     EXPECT(CKR_KEY_HANDLE_INVALID, F->C_DigestKey(h, 0xBAD));
     len = sizeof out;
     EXPECT(CKR_OK, F->C_Digest(h, (CK_BYTE *)"abc", 3, out, &len));
@@ -897,8 +971,18 @@ static void digest(CK_SESSION_HANDLE h)
     EXPECT(CKR_OK, F->C_DigestUpdate(h, NULL, 0));
     EXPECT(CKR_OK, F->C_DigestUpdate(h, (CK_BYTE *)"a", 1));
     EXPECT(CKR_OK, F->C_DigestUpdate(h, (CK_BYTE *)"bc", 2));
-    EXPECT(CKR_ARGUMENTS_BAD, F->C_DigestUpdate(h, NULL, 1));
-    EXPECT(CKR_ARGUMENTS_BAD, F->C_DigestFinal(h, out, NULL));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_DigestUpdate(h, NULL, 1)); /* ends it */
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_DigestUpdate(h, (CK_BYTE *)"a", 1));
+    EXPECT(CKR_OK, F->C_DigestInit(h, &sha256));
+    EXPECT(CKR_OK, F->C_DigestUpdate(h, (CK_BYTE *)"abc", 3));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_DigestFinal(h, out, NULL)); /* ends it */
+    EXPECT(CKR_OK, F->C_DigestInit(h, &sha256));
+    EXPECT(CKR_OK, F->C_DigestUpdate(h, (CK_BYTE *)"abc", 3));
+    /* Only the Final call ends a multi-part operation. */
+    len = sizeof out;
+    EXPECT(CKR_OPERATION_ACTIVE, F->C_Digest(h, (CK_BYTE *)"abc", 3, out, &len));
+    EXPECT(CKR_OK, F->C_DigestInit(h, &sha256));
+    EXPECT(CKR_OK, F->C_DigestUpdate(h, (CK_BYTE *)"abc", 3));
     len = 4;
     EXPECT(CKR_BUFFER_TOO_SMALL, F->C_DigestFinal(h, out, &len));
     len = sizeof out;
@@ -966,8 +1050,12 @@ static void sign_and_verify(CK_SESSION_HANDLE h, CK_SLOT_ID slot, const char *pi
     /* Single-part, with the two-call length convention. */
     EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
     EXPECT(CKR_OPERATION_ACTIVE, F->C_SignInit(h, &sha256, priv));
+    /* Argument errors end the operation (as every error but CKR_BUFFER_TOO_SMALL). */
     EXPECT(CKR_ARGUMENTS_BAD, F->C_Sign(h, data, 32, sig, NULL));
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_Sign(h, data, 32, NULL, &len));
+    EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
     EXPECT(CKR_ARGUMENTS_BAD, F->C_Sign(h, NULL, 32, sig, &len));
+    EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
     EXPECT(CKR_OK, F->C_Sign(h, data, 32, NULL, &len));
     CHECK(len == 256);
     len = 255;
@@ -1007,7 +1095,9 @@ static void sign_and_verify(CK_SESSION_HANDLE h, CK_SLOT_ID slot, const char *pi
     EXPECT(CKR_OK, F->C_SignUpdate(h, data, 10));
     EXPECT(CKR_OK, F->C_SignUpdate(h, NULL, 0));
     EXPECT(CKR_OK, F->C_SignUpdate(h, data + 10, 22));
-    EXPECT(CKR_ARGUMENTS_BAD, F->C_SignFinal(h, sig, NULL));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_SignFinal(h, sig, NULL)); /* ends it */
+    EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
+    EXPECT(CKR_OK, F->C_SignUpdate(h, data, 32));
     len = 1;
     EXPECT(CKR_BUFFER_TOO_SMALL, F->C_SignFinal(h, sig, &len));
     CHECK(len == 256);
@@ -1023,10 +1113,25 @@ static void sign_and_verify(CK_SESSION_HANDLE h, CK_SLOT_ID slot, const char *pi
     len = sizeof sig;
     EXPECT(CKR_DATA_LEN_RANGE, F->C_Sign(h, data, 246, sig, &len));
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_Sign(h, data, 245, sig, &len)); /* ended */
+    /* Single-part only (the specification's mechanism table): an update ends the operation. */
     EXPECT(CKR_OK, F->C_SignInit(h, &raw, priv));
-    EXPECT(CKR_OK, F->C_SignUpdate(h, data, 200));
-    EXPECT(CKR_DATA_LEN_RANGE, F->C_SignUpdate(h, data, 46));
+    EXPECT(CKR_FUNCTION_NOT_SUPPORTED, F->C_SignUpdate(h, data, 200));
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_SignFinal(h, sig, &len));
+    EXPECT(CKR_OK, F->C_VerifyInit(h, &raw, pub));
+    EXPECT(CKR_FUNCTION_NOT_SUPPORTED, F->C_VerifyUpdate(h, data, 1));
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_VerifyFinal(h, sig, 256));
+    /* After an update only the Final call ends a multi-part operation; errors end it too. */
+    EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
+    EXPECT(CKR_OK, F->C_SignUpdate(h, data, 10));
+    len = sizeof sig;
+    EXPECT(CKR_OPERATION_ACTIVE, F->C_Sign(h, data, 10, sig, &len));
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_SignFinal(h, sig, &len));
+    EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_SignUpdate(h, NULL, 5));
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_SignFinal(h, sig, &len));
+    EXPECT(CKR_OK, F->C_SignInit(h, &sha256, priv));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_Sign(h, NULL, 5, sig, &len));
+    EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_Sign(h, data, 5, sig, &len));
     EXPECT(CKR_OK, F->C_SignInit(h, &raw, priv));
     EXPECT(CKR_DATA_LEN_RANGE, F->C_Sign(h, NULL, 0, sig, &len));
     EXPECT(CKR_OK, F->C_SignInit(h, &raw, priv));
@@ -1089,9 +1194,19 @@ static void crypto(void)
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_DecryptDigestUpdate(a, buf, 4, buf, &len));
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_SignEncryptUpdate(a, buf, 4, buf, &len));
     EXPECT(CKR_OPERATION_NOT_INITIALIZED, F->C_DecryptVerifyUpdate(a, buf, 4, buf, &len));
-    EXPECT(CKR_RANDOM_NO_RNG, F->C_SeedRandom(a, buf, 4));
-    EXPECT(CKR_RANDOM_NO_RNG, F->C_GenerateRandom(a, buf, 4));
-    EXPECT(CKR_RANDOM_NO_RNG, F->C_GenerateRandom(a, NULL, 0));
+    /* Random numbers from the operating system (docs/conformance.md). */
+    EXPECT(CKR_RANDOM_SEED_NOT_SUPPORTED, F->C_SeedRandom(a, buf, 4));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_SeedRandom(a, NULL, 4));
+    EXPECT(CKR_OK, F->C_GenerateRandom(a, buf, 4));
+    EXPECT(CKR_OK, F->C_GenerateRandom(a, buf, 0));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_GenerateRandom(a, NULL, 0));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_GenerateRandom(a, NULL, 4));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_GenerateRandom(0xBAD, NULL, 4));
+    /* Argument errors before the token's write protection. */
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_GenerateKey(a, NULL, NULL, 0, NULL));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_GenerateKeyPair(a, NULL, NULL, 0, NULL, 0, NULL, NULL));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_DeriveKey(a, NULL, 1, NULL, 0, NULL));
+    EXPECT(CKR_ARGUMENTS_BAD, F->C_WrapKey(a, NULL, 1, 1, NULL, NULL));
     EXPECT(CKR_FUNCTION_NOT_PARALLEL, F->C_GetFunctionStatus(a));
     EXPECT(CKR_FUNCTION_NOT_PARALLEL, F->C_CancelFunction(a));
     EXPECT(CKR_FUNCTION_NOT_SUPPORTED, F->C_MessageSignInit(a, &raw, 1));
@@ -1266,6 +1381,8 @@ int main(int argc, char **argv)
     login_and_pins();
     section("objects and garbage templates");
     objects();
+    section("session objects");
+    session_objects();
     section("digest, sign, verify, unsupported operations");
     crypto();
     section("C_Finalize with open sessions");

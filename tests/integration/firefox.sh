@@ -120,8 +120,8 @@ sign_delta=$(($(stat_field "$stats_after" signatures) - $(stat_field "$stats_bef
 echo "# card signatures during the run: $sign_delta"
 
 # TLS 1.2: the page shows our client certificate.
-page12() {
-    jq_py "$out/page-1.json" "
+page12() { # page12 [OUTDIR]
+    jq_py "${1:-$out}/page-1.json" "
 t=d.get('text') or ''
 print('# TLS 1.2 page:', d.get('error'), d.get('final_url'), repr(t[:80]))
 assert d.get('final_url')==sys.argv[3], d.get('final_url')
@@ -160,5 +160,38 @@ assert d.get('net_error') == 'SSL_ERROR_RX_CERTIFICATE_REQUIRED_ALERT', d.get('n
     check "TLS 1.3 (PKCS#1 v1.5 only): no certificate sent, server sent alert 116" \
         grep -q "peer did not return a certificate\|certificate required" "$scratch/s_server-tls1_3.log"
 fi
+
+# A malformed PIN typed first ("12", two digits, in the auth token's prompt): C_Login answers
+# CKR_PIN_INCORRECT without reaching the card, and Firefox shows its password prompt again, where
+# the right PIN logs in (docs/conformance.md). The card sees exactly one VERIFY, the right one.
+# (Measured: the module's former CKR_PIN_LEN_RANGE gave the same second prompt in this flow.)
+start_s_server tls1_2 "$PORT12"
+stats_before=$(card_stats)
+out2=$scratch/out-malformed
+mkdir -p "$out2"
+start_bg "$scratch/firefox-malformed.log" timeout 90 firefox-esr --headless --marionette \
+    -remote-allow-system-access --no-remote --profile "$profile"
+if wait_for 30 port_open "$MARIONETTE_PORT" &&
+    timeout 75 python3 "$here/lib/firefox_marionette.py" "$MARIONETTE_PORT" "$JPKI_MODULE" \
+        "$AUTH_TOKEN_LABEL" "12,$AUTH_PIN" "$out2" \
+        "https://127.0.0.1:$PORT12/" >"$scratch/driver-malformed.log" 2>&1; then
+    ok "malformed PIN first: Marionette session ran"
+else
+    not_ok "malformed PIN first: Marionette session ran"
+    cat "$scratch/driver-malformed.log" >&2
+fi
+stop_bg
+stats_after=$(card_stats)
+check "malformed PIN first: Firefox asked again for the auth token (two prompts, both answered)" \
+    jq_py "$out2/prompts.json" "
+for p in d: print('# prompt:', p['action'], repr(p['text']))
+a=[p for p in d if p['action']=='answered' and '('+sys.argv[2]+')' in p['text']]
+assert len(d)==2 and len(a)==2, d" "$AUTH_TOKEN_LABEL"
+check "malformed PIN first: then TLS 1.2 with our client certificate" page12 "$out2"
+verify_delta=$(($(stat_field "$stats_after" verify_count) - $(stat_field "$stats_before" verify_count)))
+failed_delta=$(($(stat_field "$stats_after" failed_verify_count) - $(stat_field "$stats_before" failed_verify_count)))
+malformed_delta=$(($(stat_field "$stats_after" malformed_verify_count) - $(stat_field "$stats_before" malformed_verify_count)))
+check "malformed PIN first: one VERIFY reached the card, the right one (got $verify_delta, failed $failed_delta, malformed $malformed_delta)" \
+    test "$verify_delta" -eq 1 -a "$failed_delta" -eq 0 -a "$malformed_delta" -eq 0
 
 finish

@@ -81,8 +81,10 @@ if echo 1234 | keytool -list -v $(p11 jpki-sign.cfg) > wrong.list 2>&1; then
 else
     ok "keytool with a 4-digit password on the signature token fails"
 fi
-check "  ... with CKR_PIN_LEN_RANGE, no VERIFY sent, 5 tries left" \
-    bash -c "grep -q CKR_PIN_LEN_RANGE wrong.list && test $(stat_field verify_count) -eq $verify_before && test $(tries sign) -eq 5"
+# C_Login answers CKR_PIN_INCORRECT for it, the specification's code (docs/conformance.md);
+# no VERIFY and the unchanged counter prove it never reached the card.
+check "  ... with CKR_PIN_INCORRECT, no VERIFY sent, 5 tries left" \
+    bash -c "grep -q CKR_PIN_INCORRECT wrong.list && test $(stat_field verify_count) -eq $verify_before && test $(tries sign) -eq 5"
 
 # --- jarsigner ----------------------------------------------------------------------------------
 echo "signed by a My Number Card through jpki-pkcs11" > hello.txt

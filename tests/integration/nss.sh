@@ -51,7 +51,8 @@ check "certutil -L -h all does not list the signature certificate before login" 
     lacks "$w/list-nopw" "^$sign_token:$sign_label {2,}"
 check "listing sent no VERIFY" [ "$(card_stat verify_count)" = 0 ]
 
-# One password for every token (JPKI_PKCS11_LOG=debug shows the module's local refusal).
+# One password for every token (JPKI_PKCS11_LOG=debug shows the module's local refusal: C_Login
+# answers CKR_PIN_INCORRECT, docs/conformance.md; the VERIFY counts prove it never reached the card).
 printf 'ABC123\n' >"$w/pin-sign"
 printf '1234\n' >"$w/pin-auth"
 keys() { # keys OUT PWFILE: certutil -K -h all
@@ -62,7 +63,7 @@ keys "$w/keys-sign-pw" "$w/pin-sign"
 check "certutil -K -h all -f (signature password): lists the signature key" \
     has "$w/keys-sign-pw" "rsa +02 +$sign_label\$"
 check "... the authentication token refused that password locally" \
-    has_all "$w/keys-sign-pw" 'jpki-pkcs11 \[DEBUG\] returning PIN length out of range' \
+    has_all "$w/keys-sign-pw" 'jpki-pkcs11 \[DEBUG\] returning PIN incorrect' \
     "could not authenticate to token $auth_token"
 check "... one VERIFY reached the card (the signature token's)" \
     [ "$(card_stat verify_count)" = $((verifies + 1)) ]
@@ -70,7 +71,7 @@ keys "$w/keys-auth-pin" "$w/pin-auth"
 check "certutil -K -h all -f (auth PIN): lists the authentication key" \
     has "$w/keys-auth-pin" "rsa +01 +$auth_label\$"
 check "... the signature token refused that PIN locally" \
-    has_all "$w/keys-auth-pin" 'jpki-pkcs11 \[DEBUG\] returning PIN length out of range' \
+    has_all "$w/keys-auth-pin" 'jpki-pkcs11 \[DEBUG\] returning PIN incorrect' \
     "could not authenticate to token $sign_token"
 check "... one VERIFY reached the card (the authentication token's)" \
     [ "$(card_stat verify_count)" = $((verifies + 2)) ]

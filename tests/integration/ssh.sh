@@ -208,10 +208,11 @@ check "ssh-add -l lists the card's key with its fingerprint" \
 check "ssh-add -s: exactly one VERIFY reached the card (auth PIN only)" \
     test "$(stat_field verify_count)" -eq $((verify_before + 1))
 check "ssh-add -s: no malformed PIN reached the card" test "$(stat_field malformed_verify_count)" -eq 0
-# ssh-agent -d logs what its PKCS#11 helper saw: the signature token's C_Login returned 162
-# (CKR_PIN_LEN_RANGE), i.e. OpenSSH did offer it the PIN and the module refused it locally.
-check "ssh-add -s: the signature token answered C_Login with CKR_PIN_LEN_RANGE (162), once" \
-    test "$(grep -c 'C_Login failed' "$tmp/agent.log")" -eq 1 -a "$(tr -d '\r' < "$tmp/agent.log" | grep -c 'C_Login failed: 162$')" -eq 1
+# ssh-agent -d logs what its PKCS#11 helper saw: the signature token's C_Login returned 160
+# (CKR_PIN_INCORRECT, docs/conformance.md), i.e. OpenSSH did offer it the PIN and the module
+# refused it locally (the VERIFY count above: only the auth PIN reached the card).
+check "ssh-add -s: the signature token answered C_Login with CKR_PIN_INCORRECT (160), once" \
+    test "$(grep -c 'C_Login failed' "$tmp/agent.log")" -eq 1 -a "$(tr -d '\r' < "$tmp/agent.log" | grep -c 'C_Login failed: 160$')" -eq 1
 check "ssh-add -s: the signature password still has 5 tries" test "$(tries sign)" -eq 5
 check "ssh-add -s: the auth PIN still has 3 tries" test "$(tries auth)" -eq 3
 

@@ -2,8 +2,9 @@
 
 use cryptoki_sys::*;
 
-use super::m;
+use super::{ending, m, require};
 use crate::ffi::{call, ptr};
+use crate::pkcs11::module::OperationKind;
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -31,13 +32,17 @@ pub unsafe extern "C" fn C_Digest(
         format_args!("session={session}, data_len={data_len}"),
         || {
             let m = m()?;
-            let data = unsafe { ptr::bytes(data, data_len) }?;
-            let needed = m.digest_len(session)?;
-            if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
-                let d = m.digest(session, data)?;
-                unsafe { ptr::finish_output(out, digest_len, &d) }?;
-            }
-            Ok(())
+            ending(&m, session, OperationKind::Digest, || {
+                let data = unsafe { ptr::bytes(data, data_len) }?;
+                require(digest_len)?;
+                m.check_single_part(session, OperationKind::Digest)?;
+                let needed = m.digest_len(session)?;
+                if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
+                    let d = m.digest(session, data)?;
+                    unsafe { ptr::finish_output(out, digest_len, &d) }?;
+                }
+                Ok(())
+            })
         },
     )
 }
@@ -53,8 +58,10 @@ pub unsafe extern "C" fn C_DigestUpdate(
         format_args!("session={session}, data_len={data_len}"),
         || {
             let m = m()?;
-            let data = unsafe { ptr::bytes(data, data_len) }?;
-            m.digest_update(session, data)
+            ending(&m, session, OperationKind::Digest, || {
+                let data = unsafe { ptr::bytes(data, data_len) }?;
+                m.digest_update(session, data)
+            })
         },
     )
 }
@@ -85,11 +92,14 @@ pub unsafe extern "C" fn C_DigestFinal(
 ) -> CK_RV {
     call("C_DigestFinal", format_args!("session={session}"), || {
         let m = m()?;
-        let needed = m.digest_len(session)?;
-        if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
-            let d = m.digest_final(session)?;
-            unsafe { ptr::finish_output(out, digest_len, &d) }?;
-        }
-        Ok(())
+        ending(&m, session, OperationKind::Digest, || {
+            require(digest_len)?;
+            let needed = m.digest_len(session)?;
+            if let Some(out) = unsafe { ptr::output(digest, digest_len, needed) }? {
+                let d = m.digest_final(session)?;
+                unsafe { ptr::finish_output(out, digest_len, &d) }?;
+            }
+            Ok(())
+        })
     })
 }

@@ -16,8 +16,9 @@ pub unsafe extern "C" fn C_EncryptInit(
         "C_EncryptInit",
         format_args!("session={session}, key={_key}"),
         || {
-            m()?.session(session)?;
+            let m = m()?;
             unsafe { ptr::mechanism(mech) }?;
+            m.session(session)?;
             Err(Error::MechanismInvalid)
         },
     )
@@ -39,8 +40,9 @@ pub unsafe extern "C" fn C_DecryptInit(
         "C_DecryptInit",
         format_args!("session={session}, key={_key}"),
         || {
-            m()?.session(session)?;
+            let m = m()?;
             unsafe { ptr::mechanism(mech) }?;
+            m.session(session)?;
             Err(Error::MechanismInvalid)
         },
     )

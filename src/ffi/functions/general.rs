@@ -41,13 +41,16 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
             threads_allowed = args.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0;
         }
         module::initialize(|| {
+            // Runs only when this call initialises, under the module's lock: the settings are
+            // in place before any slot exists, and a C_Initialize that finds the module already
+            // initialised (CKR_CRYPTOKI_ALREADY_INITIALIZED) changes none of them.
+            crate::pkcs11::config::load(params.as_deref());
             Box::new(if threads_allowed {
                 PcscReaders::new()
             } else {
                 PcscReaders::without_threads()
             })
         })?;
-        crate::pkcs11::config::load(params.as_deref());
         log::debug!("initialized");
         Ok(())
     })

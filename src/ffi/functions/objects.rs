@@ -1,50 +1,63 @@
-//! Object management functions (PKCS#11 3.0 §5.7): the token is read-only, so only
-//! reading attributes and searching do work.
+//! Object management functions (PKCS#11 3.0 §5.7): the card's objects are read-only; clients
+//! may create session objects (docs/conformance.md).
 
 use cryptoki_sys::*;
 
-use super::m;
+use super::{m, object_template, require};
 use crate::ffi::{call, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
 pub unsafe extern "C" fn C_CreateObject(
     session: CK_SESSION_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _object: *mut CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
+    // Session objects only (docs/conformance.md); token objects: CKR_TOKEN_WRITE_PROTECTED.
     call(
         "C_CreateObject",
-        format_args!("session={session}, count={_count}"),
-        || m()?.refuse_write(session),
+        format_args!("session={session}, count={count}"),
+        || {
+            let m = m()?;
+            require(object)?;
+            let template = unsafe { object_template(template, count) }?;
+            let h = m.create_object(session, &template)?;
+            unsafe { ptr::write(object, h) }
+        },
     )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_CopyObject(
     session: CK_SESSION_HANDLE,
-    _object: CK_OBJECT_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
-    _new: *mut CK_OBJECT_HANDLE,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    new: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call(
         "C_CopyObject",
-        format_args!("session={session}, object={_object}, count={_count}"),
-        || m()?.refuse_write(session),
+        format_args!("session={session}, object={object}, count={count}"),
+        || {
+            let m = m()?;
+            require(new)?;
+            let template = unsafe { object_template(template, count) }?;
+            let h = m.copy_object(session, object, &template)?;
+            unsafe { ptr::write(new, h) }
+        },
     )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn C_DestroyObject(
     session: CK_SESSION_HANDLE,
-    _object: CK_OBJECT_HANDLE,
+    object: CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call(
         "C_DestroyObject",
-        format_args!("session={session}, object={_object}"),
-        || m()?.refuse_write(session),
+        format_args!("session={session}, object={object}"),
+        || m()?.destroy_object(session, object),
     )
 }
 
@@ -83,7 +96,8 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         || {
             let m = m()?;
             let attrs = unsafe { ptr::template_mut(template, count) }?;
-            let o = m.object(session, object)?;
+            let types: Vec<CK_ATTRIBUTE_TYPE> = attrs.iter().map(|a| a.type_).collect();
+            let o = m.object_for_read(session, object, &types)?;
             // Fill what we can; report the last problem found, in this precedence.
             let (mut sensitive, mut invalid, mut too_small) = (false, false, false);
             for a in attrs.iter_mut() {
@@ -125,14 +139,18 @@ pub unsafe extern "C" fn C_GetAttributeValue(
 #[no_mangle]
 pub unsafe extern "C" fn C_SetAttributeValue(
     session: CK_SESSION_HANDLE,
-    _object: CK_OBJECT_HANDLE,
-    _template: *mut CK_ATTRIBUTE,
-    _count: CK_ULONG,
+    object: CK_OBJECT_HANDLE,
+    template: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
 ) -> CK_RV {
     call(
         "C_SetAttributeValue",
-        format_args!("session={session}, object={_object}, count={_count}"),
-        || m()?.refuse_write(session),
+        format_args!("session={session}, object={object}, count={count}"),
+        || {
+            let m = m()?;
+            let template = unsafe { object_template(template, count) }?;
+            m.set_attributes(session, object, &template)
+        },
     )
 }
 

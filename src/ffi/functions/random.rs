@@ -1,23 +1,27 @@
-//! Random number generation functions (PKCS#11 3.0 §5.16): no RNG is offered (CKF_RNG not set).
+//! Random number generation functions (PKCS#11 3.0 §5.16): the operating system's generator
+//! (CKF_RNG; docs/conformance.md).
 
 use cryptoki_sys::*;
 
-use super::m;
-use crate::ffi::call;
+use super::{m, require};
+use crate::ffi::{call, ptr};
 use crate::pkcs11::Error;
 
 #[no_mangle]
 pub unsafe extern "C" fn C_SeedRandom(
     session: CK_SESSION_HANDLE,
-    _seed: *mut CK_BYTE,
-    _len: CK_ULONG,
+    seed: *mut CK_BYTE,
+    len: CK_ULONG,
 ) -> CK_RV {
+    // The kernel's generator takes no seed from applications.
     call(
         "C_SeedRandom",
-        format_args!("session={session}, len={_len}"),
+        format_args!("session={session}, len={len}"),
         || {
-            m()?.session(session)?;
-            Err(Error::RandomNoRng)
+            let m = m()?;
+            require(seed)?;
+            m.session(session)?;
+            Err(Error::Other(CKR_RANDOM_SEED_NOT_SUPPORTED))
         },
     )
 }
@@ -25,15 +29,22 @@ pub unsafe extern "C" fn C_SeedRandom(
 #[no_mangle]
 pub unsafe extern "C" fn C_GenerateRandom(
     session: CK_SESSION_HANDLE,
-    _out: *mut CK_BYTE,
-    _len: CK_ULONG,
+    out: *mut CK_BYTE,
+    len: CK_ULONG,
 ) -> CK_RV {
     call(
         "C_GenerateRandom",
-        format_args!("session={session}, len={_len}"),
+        format_args!("session={session}, len={len}"),
         || {
-            m()?.session(session)?;
-            Err(Error::RandomNoRng)
+            let m = m()?;
+            require(out)?;
+            m.session(session)?;
+            let n = usize::try_from(len).map_err(|_| Error::ArgumentsBad)?;
+            let buf = unsafe { ptr::slice_mut(out, n) }?;
+            getrandom::getrandom(buf).map_err(|e| {
+                log::error!("the operating system's random generator failed: {e}");
+                Error::FunctionFailed
+            })
         },
     )
 }

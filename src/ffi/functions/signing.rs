@@ -2,8 +2,9 @@
 
 use cryptoki_sys::*;
 
-use super::m;
+use super::{ending, m, require};
 use crate::ffi::{call, ptr};
+use crate::pkcs11::module::OperationKind;
 use crate::pkcs11::Error;
 
 #[no_mangle]
@@ -36,14 +37,18 @@ pub unsafe extern "C" fn C_Sign(
         format_args!("session={session}, data_len={data_len}"),
         || {
             let m = m()?;
-            let data = unsafe { ptr::bytes(data, data_len) }?;
-            let needed = m.sign_len(session)?;
-            // NULL output or a short buffer: length only, the operation stays active.
-            if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
-                let s = m.sign(session, data)?;
-                unsafe { ptr::finish_output(out, signature_len, &s) }?;
-            }
-            Ok(())
+            ending(&m, session, OperationKind::Sign, || {
+                let data = unsafe { ptr::bytes(data, data_len) }?;
+                require(signature_len)?;
+                m.check_single_part(session, OperationKind::Sign)?;
+                let needed = m.sign_len(session)?;
+                // NULL output or a short buffer: length only, the operation stays active.
+                if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
+                    let s = m.sign(session, data)?;
+                    unsafe { ptr::finish_output(out, signature_len, &s) }?;
+                }
+                Ok(())
+            })
         },
     )
 }
@@ -59,8 +64,10 @@ pub unsafe extern "C" fn C_SignUpdate(
         format_args!("session={session}, part_len={part_len}"),
         || {
             let m = m()?;
-            let part = unsafe { ptr::bytes(part, part_len) }?;
-            m.sign_update(session, part)
+            ending(&m, session, OperationKind::Sign, || {
+                let part = unsafe { ptr::bytes(part, part_len) }?;
+                m.sign_update(session, part)
+            })
         },
     )
 }
@@ -73,12 +80,15 @@ pub unsafe extern "C" fn C_SignFinal(
 ) -> CK_RV {
     call("C_SignFinal", format_args!("session={session}"), || {
         let m = m()?;
-        let needed = m.sign_len(session)?;
-        if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
-            let s = m.sign_final(session)?;
-            unsafe { ptr::finish_output(out, signature_len, &s) }?;
-        }
-        Ok(())
+        ending(&m, session, OperationKind::Sign, || {
+            require(signature_len)?;
+            let needed = m.sign_len(session)?;
+            if let Some(out) = unsafe { ptr::output(signature, signature_len, needed) }? {
+                let s = m.sign_final(session)?;
+                unsafe { ptr::finish_output(out, signature_len, &s) }?;
+            }
+            Ok(())
+        })
     })
 }
 
@@ -92,8 +102,9 @@ pub unsafe extern "C" fn C_SignRecoverInit(
         "C_SignRecoverInit",
         format_args!("session={session}, key={_key}"),
         || {
-            m()?.session(session)?;
+            let m = m()?;
             unsafe { ptr::mechanism(mech) }?;
+            m.session(session)?;
             Err(Error::MechanismInvalid)
         },
     )
@@ -129,9 +140,12 @@ pub unsafe extern "C" fn C_Verify(
         format_args!("session={session}, data_len={data_len}, signature_len={signature_len}"),
         || {
             let m = m()?;
-            let data = unsafe { ptr::bytes(data, data_len) }?;
-            let signature = unsafe { ptr::bytes(signature, signature_len) }?;
-            m.verify(session, data, signature)
+            ending(&m, session, OperationKind::Verify, || {
+                let data = unsafe { ptr::bytes(data, data_len) }?;
+                let signature = unsafe { ptr::bytes(signature, signature_len) }?;
+                m.check_single_part(session, OperationKind::Verify)?;
+                m.verify(session, data, signature)
+            })
         },
     )
 }
@@ -147,8 +161,10 @@ pub unsafe extern "C" fn C_VerifyUpdate(
         format_args!("session={session}, part_len={part_len}"),
         || {
             let m = m()?;
-            let part = unsafe { ptr::bytes(part, part_len) }?;
-            m.verify_update(session, part)
+            ending(&m, session, OperationKind::Verify, || {
+                let part = unsafe { ptr::bytes(part, part_len) }?;
+                m.verify_update(session, part)
+            })
         },
     )
 }
@@ -164,8 +180,10 @@ pub unsafe extern "C" fn C_VerifyFinal(
         format_args!("session={session}, signature_len={signature_len}"),
         || {
             let m = m()?;
-            let signature = unsafe { ptr::bytes(signature, signature_len) }?;
-            m.verify_final(session, signature)
+            ending(&m, session, OperationKind::Verify, || {
+                let signature = unsafe { ptr::bytes(signature, signature_len) }?;
+                m.verify_final(session, signature)
+            })
         },
     )
 }
@@ -180,8 +198,9 @@ pub unsafe extern "C" fn C_VerifyRecoverInit(
         "C_VerifyRecoverInit",
         format_args!("session={session}, key={_key}"),
         || {
-            m()?.session(session)?;
+            let m = m()?;
             unsafe { ptr::mechanism(mech) }?;
+            m.session(session)?;
             Err(Error::MechanismInvalid)
         },
     )

@@ -4,6 +4,7 @@
 //! PC/SC state is polled on calls (the PC/SC transport runs one worker thread per card
 //! connection, to bound waits for the card).
 
+mod objects;
 mod operations;
 mod sessions;
 mod slots;
@@ -16,9 +17,11 @@ use parking_lot::{Mutex, RwLock};
 
 use super::error::{Error, Result};
 use super::session::{Session, SessionHandle};
+use super::session_objects::SessionObjects;
 use super::token::KINDS;
 use crate::card::CardReaders;
 
+pub use operations::OperationKind;
 use slots::SlotTable;
 pub use slots::{FullTokenInfo, SlotInfo};
 
@@ -29,6 +32,9 @@ pub struct Module {
     finalized: AtomicBool,
     slots: Mutex<SlotTable>,
     sessions: Mutex<HashMap<SessionHandle, Arc<Session>>>,
+    /// Objects clients created (`CKA_TOKEN` FALSE). Locked after `sessions`, never while a
+    /// card is locked.
+    objects: Mutex<SessionObjects>,
 }
 
 impl Module {
@@ -40,6 +46,7 @@ impl Module {
             finalized: AtomicBool::new(false),
             slots: Mutex::new(SlotTable::default()),
             sessions: Mutex::new(HashMap::new()),
+            objects: Mutex::new(SessionObjects::default()),
         }
     }
 
@@ -53,6 +60,7 @@ impl Module {
             }
         }
         self.sessions.lock().clear();
+        self.objects.lock().clear();
     }
 
     fn is_finalized(&self) -> bool {

@@ -10,6 +10,14 @@ use crate::pkcs11::mechanism::{self, Hasher, MechanismParam, SignScheme, PSS_MEC
 use crate::pkcs11::object::{Object, ObjectHandle};
 use crate::pkcs11::session::{KeyOperation, Session, SessionHandle};
 
+/// The operation kinds that end on an error of their calls ([`Module::end_operation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Sign,
+    Verify,
+    Digest,
+}
+
 impl Module {
     /// `C_FindObjectsInit`.
     pub fn find_init(
@@ -22,7 +30,9 @@ impl Module {
         if ops.find.is_some() {
             return Err(Error::OperationActive);
         }
-        let found = s.card.find(s.kind, template)?;
+        let mut found = s.card.find(s.kind, template)?;
+        let who = Self::caller(&s, h);
+        found.extend(self.objects.lock().find(&who, template));
         ops.find = Some(found.into());
         Ok(())
     }
@@ -47,13 +57,34 @@ impl Module {
     /// A visible object (`C_GetAttributeValue`, `C_GetObjectSize`).
     pub fn object(&self, h: SessionHandle, o: ObjectHandle) -> Result<Arc<Object>> {
         let s = self.live_session(h)?;
-        s.card.object(s.kind, o)
+        self.visible_object(&s, h, o)?
+            .ok_or(Error::ObjectHandleInvalid)
+    }
+
+    /// A visible object as a reader of attributes `types` sees it (`C_GetAttributeValue`).
+    pub fn object_for_read(
+        &self,
+        h: SessionHandle,
+        o: ObjectHandle,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Arc<Object>> {
+        let s = self.live_session(h)?;
+        // Through the same visibility rules as every other object access: private objects
+        // only after login, and the session objects of this caller.
+        let obj = self
+            .visible_object(&s, h, o)?
+            .ok_or(Error::ObjectHandleInvalid)?;
+        Ok(crate::pkcs11::live_attributes::for_read(
+            &s.card, obj, types,
+        ))
     }
 
     // ----- sign and verify -------------------------------------------------------------------
 
     pub(super) fn key_operation(
+        &self,
         s: &Session,
+        h: SessionHandle,
         mech: CK_MECHANISM_TYPE,
         param: MechanismParam,
         key: ObjectHandle,
@@ -68,7 +99,7 @@ impl Module {
         } else {
             SignScheme::new(mech)?
         };
-        let obj = match s.card.object_with_visibility(s.kind, key) {
+        let obj = match self.visible_object(s, h, key) {
             Ok(Some(o)) => o,
             Ok(None) => return Err(Error::UserNotLoggedIn),
             Err(_) => return Err(Error::KeyHandleInvalid),
@@ -79,12 +110,21 @@ impl Module {
         if obj.class != class {
             return Err(Error::KeyTypeInconsistent);
         }
+        let function = if class == CKO_PRIVATE_KEY {
+            CKA_SIGN
+        } else {
+            CKA_VERIFY
+        };
+        if !obj.is_true(function) {
+            return Err(Error::KeyFunctionNotPermitted);
+        }
         use rsa::traits::PublicKeyParts;
         Ok(KeyOperation {
             kind,
             key_len: public.size(),
             public,
             scheme,
+            multi_part: false,
         })
     }
 
@@ -111,7 +151,7 @@ impl Module {
         if ops.sign.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.sign = Some(Self::key_operation(&s, mech, param, key, CKO_PRIVATE_KEY)?);
+        ops.sign = Some(self.key_operation(&s, h, mech, param, key, CKO_PRIVATE_KEY)?);
         Ok(())
     }
 
@@ -130,6 +170,9 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let mut op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
+        if op.multi_part {
+            return Err(Error::OperationActive);
+        }
         op.scheme.update(data, op.key_len)?;
         s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
     }
@@ -139,6 +182,11 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.scheme.single_part_only() {
+            ops.sign = None;
+            return Err(Error::FunctionNotSupported);
+        }
+        op.multi_part = true;
         let key_len = op.key_len;
         if let Err(e) = op.scheme.update(data, key_len) {
             ops.sign = None;
@@ -178,7 +226,7 @@ impl Module {
         if ops.verify.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.verify = Some(Self::key_operation(&s, mech, param, key, CKO_PUBLIC_KEY)?);
+        ops.verify = Some(self.key_operation(&s, h, mech, param, key, CKO_PUBLIC_KEY)?);
         Ok(())
     }
 
@@ -187,6 +235,9 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let mut op = ops.verify.take().ok_or(Error::OperationNotInitialized)?;
+        if op.multi_part {
+            return Err(Error::OperationActive);
+        }
         op.scheme.update(data, op.key_len)?;
         mechanism::verify_input(&op.public, &op.scheme.finish()?, signature)
     }
@@ -196,6 +247,11 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
+        if op.scheme.single_part_only() {
+            ops.verify = None;
+            return Err(Error::FunctionNotSupported);
+        }
+        op.multi_part = true;
         let key_len = op.key_len;
         if let Err(e) = op.scheme.update(data, key_len) {
             ops.verify = None;
@@ -221,8 +277,37 @@ impl Module {
         if ops.digest.is_some() {
             return Err(Error::OperationActive);
         }
-        ops.digest = Some(Hasher::for_digest(mech)?);
+        ops.digest = Some((Hasher::for_digest(mech)?, false));
         Ok(())
+    }
+
+    /// For the single-part calls (`C_Sign`, `C_Verify`, `C_Digest`), also their length query:
+    /// after an update only the Final call may end the operation (`CKR_OPERATION_ACTIVE`).
+    pub fn check_single_part(&self, h: SessionHandle, kind: OperationKind) -> Result<()> {
+        let s = self.session(h)?;
+        let ops = s.ops.lock();
+        let multi_part = match kind {
+            OperationKind::Sign => ops.sign.as_ref().map(|op| op.multi_part),
+            OperationKind::Verify => ops.verify.as_ref().map(|op| op.multi_part),
+            OperationKind::Digest => ops.digest.as_ref().map(|(_, multi)| *multi),
+        };
+        match multi_part {
+            None => Err(Error::OperationNotInitialized),
+            Some(true) => Err(Error::OperationActive),
+            Some(false) => Ok(()),
+        }
+    }
+
+    /// Ends an operation after an error of one of its calls: the specification ends it on
+    /// every error but `CKR_BUFFER_TOO_SMALL` (the ffi layer decides when to call this).
+    pub fn end_operation(&self, h: SessionHandle, kind: OperationKind) {
+        let Ok(s) = self.session(h) else { return };
+        let mut ops = s.ops.lock();
+        match kind {
+            OperationKind::Sign => ops.sign = None,
+            OperationKind::Verify => ops.verify = None,
+            OperationKind::Digest => ops.digest = None,
+        }
     }
 
     /// Digest length of the active digest operation.
@@ -231,7 +316,7 @@ impl Module {
         let ops = s.ops.lock();
         ops.digest
             .as_ref()
-            .map(|d| d.output_len())
+            .map(|(d, _)| d.output_len())
             .ok_or(Error::OperationNotInitialized)
     }
 
@@ -239,7 +324,10 @@ impl Module {
     pub fn digest(&self, h: SessionHandle, data: &[u8]) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let mut d = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        let (mut d, multi_part) = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        if multi_part {
+            return Err(Error::OperationActive);
+        }
         d.update(data);
         Ok(d.finish())
     }
@@ -248,7 +336,8 @@ impl Module {
     pub fn digest_update(&self, h: SessionHandle, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let d = ops.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
+        let (d, multi) = ops.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
+        *multi = true;
         d.update(data);
         Ok(())
     }
@@ -257,7 +346,7 @@ impl Module {
     pub fn digest_final(&self, h: SessionHandle) -> Result<Vec<u8>> {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
-        let d = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
+        let (d, _) = ops.digest.take().ok_or(Error::OperationNotInitialized)?;
         Ok(d.finish())
     }
 }

@@ -43,6 +43,8 @@ impl Module {
         let s = sessions.get(&h).ok_or(Error::SessionHandleInvalid)?.clone();
         if s.card.is_removed() {
             sessions.remove(&h);
+            drop(sessions);
+            self.objects.lock().session_closed(h);
             return Err(Error::SessionHandleInvalid);
         }
         Ok(s)
@@ -76,6 +78,8 @@ impl Module {
             .lock()
             .remove(&h)
             .ok_or(Error::SessionHandleInvalid)?;
+        // Its session objects end with it (docs/conformance.md).
+        self.objects.lock().session_closed(h);
         if s.card.is_removed() {
             // Already gone with its card, as every other call on it says.
             return Err(Error::SessionHandleInvalid);
@@ -94,7 +98,13 @@ impl Module {
                 .filter(|(_, s)| s.slot_id == slot)
                 .map(|(h, _)| *h)
                 .collect();
-            handles.iter().filter_map(|h| sessions.remove(h)).collect()
+            let closed = handles.iter().filter_map(|h| sessions.remove(h)).collect();
+            drop(sessions);
+            let mut objects = self.objects.lock();
+            for h in &handles {
+                objects.session_closed(*h);
+            }
+            closed
         };
         // Sessions of an earlier card in this slot may be among them: each card once.
         let mut cards: Vec<&Arc<Session>> = Vec::new();
@@ -135,7 +145,11 @@ impl Module {
     /// `C_Logout`.
     pub fn logout(&self, h: SessionHandle) -> Result<()> {
         let s = self.session(h)?;
-        s.card.logout(s.kind, false)
+        let result = s.card.logout(s.kind, false);
+        // Private session objects end with the login (also the sibling token's, which the
+        // card logged out too).
+        self.objects.lock().logged_out(&s.card);
+        result
     }
 
     /// `C_SetPIN`: needs a read/write session.

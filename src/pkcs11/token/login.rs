@@ -6,7 +6,7 @@ use cryptoki_sys::*;
 
 use super::{kind_index, Card};
 use super::{LoginKind, TokenState, KINDS};
-use crate::card::{CardError, KeyKind, Pin};
+use crate::card::{CardError, KeyKind, Pin, PinFormatError};
 use crate::pkcs11::error::{Error, Result};
 
 /// How long a PIN-counter answer is reused by `C_GetTokenInfo` while not logged in.
@@ -42,7 +42,9 @@ impl Card {
     /// never reaches the card (no try is spent on it).
     pub fn login(&self, kind: KeyKind, how: LoginKind, pin: &[u8]) -> Result<()> {
         self.check_present()?;
-        let pin = Pin::parse(kind, pin)?;
+        // A PIN that cannot be right is an incorrect PIN for C_Login (the specification's
+        // code; NSS and GnuTLS ask the person again on it): docs/conformance.md. No try spent.
+        let pin = Pin::parse(kind, pin).map_err(|_: PinFormatError| Error::PinIncorrect)?;
         let mut inner = self.inner.lock();
         let idx = kind_index(kind);
         match how {

@@ -315,7 +315,9 @@ impl Card {
         } else {
             format!("{base} {tag}")
         };
+        // CKF_RNG: C_GenerateRandom serves the operating system's generator.
         let mut flags = CKF_WRITE_PROTECTED
+            | CKF_RNG
             | CKF_LOGIN_REQUIRED
             | CKF_USER_PIN_INITIALIZED
             | CKF_TOKEN_INITIALIZED;

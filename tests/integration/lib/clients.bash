@@ -72,7 +72,8 @@ uri_enc() {
 
 # The token labels as the module shows them (they carry part of the card's serial number).
 p11() { pkcs11-tool --module "$module" "$@"; }
-p11 -L >"$w/slots" 2>&1 || { show "$w/slots"; fail "pkcs11-tool -L through the module"; check_done; }
+# Both tokens, whatever this machine's configuration (README "Which tokens a program sees").
+JPKI_PKCS11_TOKENS=all p11 -L >"$w/slots" 2>&1 || { show "$w/slots"; fail "pkcs11-tool -L through the module"; check_done; }
 auth_token=$(sed -n 's/^ *token label *: *\(JPKI Auth.*[^ ]\) *$/\1/p' "$w/slots" | head -n 1)
 sign_token=$(sed -n 's/^ *token label *: *\(JPKI Sign.*[^ ]\) *$/\1/p' "$w/slots" | head -n 1)
 [ -n "$auth_token" ] && [ -n "$sign_token" ] || { show "$w/slots"; fail "both JPKI tokens present"; check_done; }

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Drives a running Firefox (started with --marionette -remote-allow-system-access) the way a
-person would: answers Firefox's own PKCS#11 password prompt once, then loads pages.
+person would: answers Firefox's own PKCS#11 password prompt, then loads pages.
 
-usage: firefox_marionette.py MARIONETTE_PORT MODULE_PATH TOKEN_LABEL PIN OUTDIR URL...
+usage: firefox_marionette.py MARIONETTE_PORT MODULE_PATH TOKEN_LABEL PINS OUTDIR URL...
 
-Only the first prompt that names TOKEN_LABEL is answered, and only once; every other prompt
-(other tokens, or the same one again) is cancelled: a wrong PIN typed in a loop would lock a
-real card. Writes to OUTDIR:
+PINS is one PIN, or several separated by commas: the k-th prompt that names TOKEN_LABEL is
+answered with the k-th (a person who mistyped, then typed the right PIN when asked again).
+Every other prompt (other tokens, or the same one once PINS are used up) is cancelled: a wrong
+PIN typed in a loop would lock a real card. Writes to OUTDIR:
   modules.json   the PKCS#11 modules Firefox loaded, with their slots and tokens
   page-N.json    {"url", "final_url", "error", "text"} for the N-th URL (N from 1)
   prompts.json   every password prompt seen: {"text", "action"}
@@ -21,7 +22,7 @@ from marionette_driver.marionette import Marionette
 from marionette_driver import errors
 
 OBSERVER_JS = r"""
-const [label, pin] = arguments;
+const [label, pins] = arguments;
 const PREF = "jpki.test.prompts";
 Services.prefs.setStringPref(PREF, "[]");
 const record = (entry) => {
@@ -40,9 +41,9 @@ const observer = {
     const text = info ? info.textContent : "";
     const answered = JSON.parse(Services.prefs.getStringPref(PREF, "[]"))
       .filter((p) => p.action === "answered").length;
-    if (answered === 0 && box && text.includes("(" + label + ")")) {
+    if (answered < pins.length && box && text.includes("(" + label + ")")) {
       record({ text, action: "answered" });
-      box.value = pin;
+      box.value = pins[answered];
       dialog.acceptDialog();
     } else {
       record({ text, action: "cancelled" });
@@ -71,7 +72,7 @@ return out;
 
 
 def main():
-    port, module, label, pin, outdir = sys.argv[1:6]
+    port, module, label, pins, outdir = sys.argv[1:6]
     urls = sys.argv[6:]
     m = Marionette(host="127.0.0.1", port=int(port))
     deadline = time.time() + 30
@@ -87,7 +88,7 @@ def main():
     m.timeout.script = 20
 
     m.set_context(m.CONTEXT_CHROME)
-    m.execute_script(OBSERVER_JS, script_args=[label, pin], new_sandbox=False)
+    m.execute_script(OBSERVER_JS, script_args=[label, pins.split(",")], new_sandbox=False)
     modules = m.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "(async () => {" + MODULES_JS + "})().then(done, e => done(String(e)));"

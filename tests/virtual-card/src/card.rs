@@ -11,7 +11,7 @@ use crate::apdu::{hex, sw, Command, Response};
 use crate::faults::{FaultKind, Faults};
 use crate::state::{CardState, AUTH_MAX_TRIES, KENHOJO_MAX_TRIES, SIGN_MAX_TRIES};
 
-/// ATRs of My Number Cards (jpki-card.md §1.1). Index 0 is the only one in OpenSC's ATR
+/// ATRs of My Number Cards (docs/card-protocol.md, "Card and transport"). Index 0 is the only one in OpenSC's ATR
 /// table; the others are recognised by OpenSC through the SELECT-AID probe.
 pub const ATRS: [&[u8]; 9] = [
     &[0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14],
@@ -142,7 +142,7 @@ impl std::fmt::Display for ExtendedApdu {
     }
 }
 
-/// The card applications (jpki-card.md §2).
+/// The card applications (docs/card-protocol.md, "Applications").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Application {
     /// 公的個人認証AP.
