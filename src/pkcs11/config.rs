@@ -154,6 +154,18 @@ impl Config {
             _ => SignCertLookup::WithoutLogin,
         }
     }
+
+    /// Whether the disk cache of the card's public certificates is used (`cert_cache.rs`,
+    /// docs/performance.md). Never in the crate's unit tests: in-process cards must not touch
+    /// the user's cache directory.
+    pub fn cache(&self) -> bool {
+        !cfg!(test) && self.value(Key::Cache) == "on"
+    }
+
+    /// Whether extended-length READ BINARY may be tried (`card/jpki/extended.rs`).
+    pub fn extended_apdu(&self) -> bool {
+        self.value(Key::ExtendedApdu) == "auto"
+    }
 }
 
 /// Everything the settings are resolved from (collected once; tests build it by hand).

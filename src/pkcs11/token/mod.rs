@@ -19,11 +19,12 @@ use std::time::Instant;
 use cryptoki_sys::*;
 use parking_lot::Mutex;
 
+use super::cert_source::{self, CertSource};
 use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::object::{self, Object, ObjectHandle};
 use crate::card::{CardError, JpkiCard, KeyKind, Pin};
-use certificates::{CertObjects, Files};
+use certificates::CertObjects;
 use login::needs_tries_read;
 pub use login::tries_flags;
 
@@ -106,6 +107,9 @@ struct CardInner {
     tokens: [TokenState; 2],
     /// Serial number content octets of the authentication certificate (token serial, label tag).
     auth_serial: Option<Vec<u8>>,
+    /// Where certificates come from: the card, or the cache checked against it
+    /// (`cert_source.rs`).
+    certs: CertSource,
 }
 
 impl CardInner {
@@ -145,7 +149,8 @@ pub enum LoginKind {
 }
 
 impl Card {
-    pub fn new(reader: String, event_count: u32, jpki: JpkiCard) -> Card {
+    pub fn new(reader: String, event_count: u32, mut jpki: JpkiCard) -> Card {
+        let certs = CertSource::new(&reader, &mut jpki);
         Card {
             reader,
             event_count,
@@ -154,6 +159,7 @@ impl Card {
                 jpki,
                 tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
                 auth_serial: None,
+                certs,
             }),
         }
     }
@@ -253,15 +259,25 @@ impl Card {
         self.check_present()?;
         let mut inner = self.inner.lock();
         if inner.auth_serial.is_none() {
-            let user_only = Files {
-                user: true,
-                ca: false,
-            };
-            if let Err(e) = self.load(&mut inner, KeyKind::Authentication, user_only) {
-                if e == Error::DeviceRemoved {
-                    return Err(e);
+            // The identity from the certificate's first chunk: its serial number
+            // (`cert_source.rs`).
+            let CardInner { jpki, certs, .. } = &mut *inner;
+            let identity = certs.identity(jpki);
+            match identity {
+                Ok(chunk) => match cert_source::issuer_and_serial(&chunk) {
+                    Some((_, serial)) => {
+                        inner.auth_serial =
+                            cert_source::integer_content(serial).map(<[u8]>::to_vec);
+                    }
+                    None => log::warn!("authentication certificate: no serial in its first bytes"),
+                },
+                Err(e) => {
+                    let err = self.card_error(e);
+                    if err == Error::DeviceRemoved {
+                        return Err(err);
+                    }
+                    log::warn!("could not read the authentication certificate: {err}");
                 }
-                log::warn!("could not read the authentication certificate: {e}");
             }
         }
         let idx = kind_index(kind);
