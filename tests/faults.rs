@@ -234,10 +234,22 @@ fn run(m: &Module, op: Op, h: CK_SESSION_HANDLE, auth: CK_SLOT_ID) -> CK_RV {
     }
 }
 
+/// The faults are placed on numbered APDUs of the short-APDU path (the third READ BINARY of a
+/// certificate, …), which every card and reader supports and every process without a cache
+/// takes. A warm certificate cache or an extended-length read would send other APDUs, so this
+/// process runs with both off (read once, at the module's first use). The cache and extended
+/// reads have their own hostile cases: `tests/cert_cache.rs`, `tests/extended_apdu.rs` and
+/// `src/card/extended_tests.rs`.
+fn short_apdu_path() {
+    std::env::set_var("JPKI_PKCS11_CACHE", "off");
+    std::env::set_var("JPKI_PKCS11_EXTENDED_APDU", "off");
+}
+
 #[test]
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn hostile_card_answers() {
     require_harness();
+    short_apdu_path();
     fresh_start();
     let truth = true_certificates(0);
     let mut failures = Vec::new();
@@ -322,6 +334,7 @@ fn hostile_card_answers() {
 #[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
 fn card_that_does_not_answer() {
     require_harness();
+    short_apdu_path();
     fresh_start();
     let m = module();
     let (auth, _) = token_slots(&m);

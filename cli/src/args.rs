@@ -68,6 +68,13 @@ enum Sub {
         #[command(subcommand)]
         command: PinSub,
     },
+    /// The module's cache of the card's public certificates: where it is and what it holds
+    /// (never the signature certificate).
+    Cache {
+        /// Remove the cache's files; the next program reads the certificates from the card.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Print what the card-info input support application holds (My Number, name, address,
     /// birth date, sex); asks for its 4-digit PIN; nothing is stored.
     Info,
@@ -163,6 +170,9 @@ pub enum Command {
     PinChange {
         which: PinWhich,
     },
+    Cache {
+        clear: bool,
+    },
     Info,
     History {
         since: Option<String>,
@@ -213,6 +223,7 @@ impl From<Cli> for Args {
                     PinWhich::Kenhojo
                 },
             },
+            Some(Sub::Cache { clear }) => Command::Cache { clear },
             Some(Sub::Info) => Command::Info,
             Some(Sub::History { since, key }) => Command::History {
                 since,
@@ -262,6 +273,11 @@ mod tests {
             Command::PinChange {
                 which: PinWhich::Sign
             }
+        );
+        assert_eq!(p("cache").unwrap().command, Command::Cache { clear: false });
+        assert_eq!(
+            p("cache --clear").unwrap().command,
+            Command::Cache { clear: true }
         );
         assert!(p("pin change").is_err());
         assert!(p("pin change --auth --sign").is_err());

@@ -78,6 +78,9 @@ pub struct Command {
     pub le: Option<u16>,
     /// The data is secret (PIN): it is never logged, and zeroed when the command is dropped.
     pub secret: bool,
+    /// Le is sent in the extended form (`00 Le_hi Le_lo`, case 2E, no data only): 1..=65535
+    /// bytes in one answer. Only the extended READ BINARY uses it (`jpki/extended.rs`).
+    pub extended: bool,
 }
 
 impl Drop for Command {
@@ -103,6 +106,9 @@ impl fmt::Debug for Command {
         }
         if let Some(le) = self.le {
             write!(f, " Le={le}")?;
+            if self.extended {
+                f.write_str(" (extended)")?;
+            }
         }
         Ok(())
     }
@@ -119,6 +125,7 @@ impl Command {
             data: Vec::new(),
             le: None,
             secret: false,
+            extended: false,
         }
     }
 
@@ -129,6 +136,14 @@ impl Command {
 
     pub fn with_le(mut self, le: u16) -> Self {
         self.le = Some(le);
+        self
+    }
+
+    /// Expects up to `le` bytes (1..=65535) with an extended-length Le; only for commands
+    /// without data (case 2E).
+    pub fn with_extended_le(mut self, le: u16) -> Self {
+        self.le = Some(le);
+        self.extended = true;
         self
     }
 
@@ -146,6 +161,17 @@ impl Command {
             let lc = u8::try_from(self.data.len()).map_err(|_| CardError::DataLength)?;
             out.push(lc);
             out.extend_from_slice(&self.data);
+        }
+        if self.extended {
+            // Case 2E: 00 then two bytes of Le (ISO 7816-3 §12.1.3); no data in our use.
+            match self.le {
+                Some(le) if le > 0 && self.data.is_empty() => {
+                    out.push(0);
+                    out.extend_from_slice(&le.to_be_bytes());
+                    return Ok(out);
+                }
+                _ => return Err(CardError::DataLength),
+            }
         }
         if let Some(le) = self.le {
             match le {
@@ -195,6 +221,14 @@ fn transmit_once(channel: &mut dyn Channel, command: &Command) -> Result<Respons
 pub fn exchange(channel: &mut dyn Channel, command: &Command) -> Result<Response, CardError> {
     let max = usize::from(command.le.unwrap_or(0));
     let mut response = transmit_once(channel, command)?;
+    if command.extended {
+        // The extended READ BINARY judges every answer itself (61xx/6Cxx included: a card
+        // that answers so does not do extended Le, and the short form follows).
+        if response.data.len() > max {
+            return Err(CardError::MalformedResponse("answer longer than Le"));
+        }
+        return Ok(response);
+    }
     if response.sw.sw1() == 0x6C {
         // Wrong Le: the card tells the right one. Resend once with it, never more than asked.
         let le = match response.sw.sw2() {

@@ -22,6 +22,8 @@ pub use readers::{CardReaders, ReaderState};
 #[cfg(test)]
 mod beyond_tests;
 #[cfg(test)]
+mod extended_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod virtual_tests;

@@ -156,6 +156,18 @@ impl Config {
         }
     }
 
+    /// Whether the disk cache of the card's public certificates is used (`cert_cache.rs`,
+    /// docs/performance.md). Never in the crate's unit tests: in-process cards must not touch
+    /// the user's cache directory.
+    pub fn cache(&self) -> bool {
+        !cfg!(test) && self.value(Key::Cache) == "on"
+    }
+
+    /// Whether extended-length READ BINARY may be tried (`card/jpki/extended.rs`).
+    pub fn extended_apdu(&self) -> bool {
+        self.value(Key::ExtendedApdu) == "auto"
+    }
+
     /// Whether the usage history is written (src/history).
     pub fn history(&self) -> bool {
         self.value(Key::History) != "off"

@@ -4,6 +4,8 @@
 //! returns [`Result`] with the one [`Error`] type, which knows its `CK_RV`.
 
 pub mod cert;
+pub mod cert_cache;
+pub mod cert_source;
 pub mod config;
 pub mod error;
 pub mod hex;

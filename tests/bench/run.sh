@@ -9,6 +9,11 @@
 #   --update   (full mode) write the result tables into BENCHMARKS.md between its markers.
 #   --profile  virtual-card profile(s) to run (default: both).
 #
+# Our module runs twice per sequence: "jpki" cold (an empty certificate cache for every process:
+# what a first process on a card pays, and what every process pays with the cache off) and
+# "jpki-warm" (a cache filled by one earlier start-up process on the same card: what every later
+# process of any client pays).
+#
 # Without --short: our module, OpenSC with its default driver probing ("opensc") and OpenSC
 # with the jpki driver forced ("opensc-jpki"), at zero latency (median of 3 runs: module
 # overhead) and at the assumed latency of a contact card (LATENCY_APDU_MS per APDU plus
@@ -69,6 +74,11 @@ measure_profile() {
     # run_seq MODULE_NAME LATENCY_NAME SEQ CMD... : one measured process.
     run_seq() {
         local mname=$1 lat=$2 seq=$3; shift 3
+        if [ "$mname" = jpki ]; then
+            # Cold: nothing cached from an earlier process.
+            rm -rf "$scratch/cache-cold"
+            export XDG_CACHE_HOME=$scratch/cache-cold
+        fi
         "${vc[@]}" reset-stats >/dev/null
         local t0 t1 rc=0
         t0=$(date +%s%N)
@@ -127,7 +137,7 @@ measure_profile() {
             modutil -dbdir "sql:$db" -add card -libfile "$2" -force </dev/null >/dev/null
         fi
         case "$1" in
-            jpki)
+            jpki|jpki-warm)
                 local label
                 label=$(pkcs11-tool --module "$2" -L 2>/dev/null </dev/null |
                     sed -n 's/^ *token label *: \(JPKI Auth.*\)$/\1/p' | head -1 | sed 's/ *$//')
@@ -142,7 +152,7 @@ measure_profile() {
             grep -q "Client certificate" "$scratch/tls.out"
     }
 
-    local mods=(jpki)
+    local mods=(jpki jpki-warm)
     [ -z "$short" ] && mods+=(opensc opensc-jpki)
     local lats=(zero)
     [ -z "$short" ] && lats+=(real)
@@ -156,12 +166,20 @@ measure_profile() {
         for mname in "${mods[@]}"; do
             local so conf
             case "$mname" in
-                jpki|opensc) so=$module; [ "$mname" = opensc ] && so=$OPENSC_MODULE; conf="" ;;
+                jpki|jpki-warm|opensc) so=$module; [ "$mname" = opensc ] && so=$OPENSC_MODULE; conf="" ;;
                 opensc-jpki) so=$OPENSC_MODULE; conf=$scratch/opensc-jpki.conf ;;
             esac
             if [ "$mname" = opensc-jpki ]; then export OPENSC_CONF=$conf; else unset OPENSC_CONF; fi
+            # The certificate cache: a throw-away one for the setup, then the one measured.
+            export XDG_CACHE_HOME=$scratch/cache-setup
             local nick
             nick=$(tls_setup "$mname" "$so")
+            if [ "$mname" = jpki-warm ]; then
+                # Warm: one earlier start-up process filled the cache for this card and reader.
+                rm -rf "$scratch/cache-warm"
+                export XDG_CACHE_HOME=$scratch/cache-warm
+                "$client" startup "$so" >/dev/null 2>&1
+            fi
             for _ in $(seq 1 "$reps"); do
                 run_seq "$mname" "$lat" startup "$client" startup "$so"
                 run_seq "$mname" "$lat" list pkcs11-tool --module "$so" -L

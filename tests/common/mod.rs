@@ -8,6 +8,7 @@
 //! first.
 #![allow(dead_code, unused_imports, unused_macros)]
 
+pub mod client;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader, Write};

@@ -34,6 +34,8 @@
 #   JPKI_TEST_CARD_BIN             the virtual card binary (for `ctl` and `export`)
 #   JPKI_TEST_PCSCD_PID            pcscd's PID (tests that stop/restart pcscd)
 #   JPKI_TEST_RESTART_PCSCD        a script that restarts pcscd with the same configuration
+#   XDG_CACHE_HOME                 a private, initially empty cache directory (the module's
+#                                  certificate cache lives there, never in the user's)
 #   XDG_STATE_HOME                 $JPKI_TEST_WORKDIR/state (where the module's usage history goes)
 #
 # At the end, the run fails if any card received a VERIFY or CHANGE REFERENCE DATA with a PIN
@@ -189,6 +191,10 @@ for _ in $(seq 1 200); do
 done
 [ -n "$ok" ] || { echo "with-card.sh: cards did not come up; see $workdir" >&2; opensc-tool --list-readers >&2 || true; exit 1; }
 
+# The module's certificate cache (XDG cache directory) is private to the run: tests never
+# read or write the user's own cache, and every run starts cold.
+mkdir -p "$workdir/xdg-cache"
+export XDG_CACHE_HOME="$workdir/xdg-cache"
 export JPKI_PCSC_TEST=1 JPKI_TEST_WORKDIR="$workdir" JPKI_TEST_PROFILE="$profile" \
     JPKI_TEST_CARDS="$cards" JPKI_TEST_CARD_BIN="$card_bin" JPKI_TEST_PCSCD_PID="$pcscd_pid" \
     JPKI_TEST_RESTART_PCSCD="$workdir/restart-pcscd.sh" JPKI_TEST_EXTENDED_APDU="$extended_apdu" \

@@ -2,7 +2,8 @@
 # Every subcommand of the `jpki` command against the virtual card through pcscd, on the profile
 # the harness runs: status (no try spent), doctor (pcscd unreachable, no card, registrations),
 # certs export, sign/verify (interoperable with `openssl cms -verify`), pin change, info (its
-# own PIN; no echo on a terminal), --json, exit codes, progress only on a terminal.
+# own PIN; no echo on a terminal), cache (show, clear), --json, exit codes, progress only on a
+# terminal.
 # Run inside tests/harness/with-card.sh. The binary: $JPKI_CLI, else the newer of
 # target/release/jpki and target/debug/jpki (build it first: cargo build).
 set -uo pipefail
@@ -249,6 +250,29 @@ print("SIGINT" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGIN
 EOF
 check "Ctrl-C at the PIN prompt: ends the program, the terminal echoes again" \
     test -n "$(grep ECHO-OFF-AT-PROMPT "$tmp/pty-int.out")" -a -n "$(grep ECHO-RESTORED "$tmp/pty-int.out")" -a -n "$(grep -x SIGINT "$tmp/pty-int.out")"
+
+# --- cache ------------------------------------------------------------------------------------
+# The module's certificate cache, filled by one pkcs11-tool process in a cache home of our own.
+cache_home="$tmp/xdg-cache"
+mkdir -p -m 700 "$cache_home" "$cache_home/jpki-pkcs11"
+echo "the user's own file" >"$cache_home/jpki-pkcs11/notes.txt"
+XDG_CACHE_HOME="$cache_home" pkcs11-tool --module "$module" --slot-index 0 -O >/dev/null 2>&1
+XDG_CACHE_HOME="$cache_home" run cache cache
+check "cache: exits 0 and names its directory" \
+    test "$rc" -eq 0 -a -n "$(grep -F "certificate cache: $cache_home/jpki-pkcs11" "$tmp/cache.out")"
+check "cache: the card's file holds the authentication certificate and its CA" \
+    grep -Eq "card-[0-9a-f]+ +[0-9]+ bytes +card: authentication, authentication CA" "$tmp/cache.out"
+XDG_CACHE_HOME="$cache_home" run cache_json --json cache
+check "cache --json: one card file, enabled, never the signature certificate" \
+    test "$(jq_py '["enabled"], [f["kind"] for f in d["files"]].count("card"), any("signature" == c for f in d["files"] for c in f.get("certificates", []))' <"$tmp/cache_json.out")" = "(True, 1, False)"
+JPKI_PKCS11_CACHE=off XDG_CACHE_HOME="$cache_home" run cache_off cache
+check "cache: says when JPKI_PKCS11_CACHE=off switches it off" grep -q "switched off here" "$tmp/cache_off.out"
+XDG_CACHE_HOME="$cache_home" run cache_clear cache --clear
+check "cache --clear: exits 0 and removes the cache's files" \
+    test "$rc" -eq 0 -a -z "$(ls "$cache_home/jpki-pkcs11" | grep -E '^(card|reader)-')"
+check "cache --clear: leaves other files alone" test -e "$cache_home/jpki-pkcs11/notes.txt"
+XDG_CACHE_HOME="$cache_home" run cache_empty cache
+check "cache: empty after --clear" grep -q "^  empty" "$tmp/cache_empty.out"
 
 check "no malformed PIN ever reached the card" test "$(stat_field malformed_verify_count)" -eq 0 -a "$(stat_field malformed_change_count)" -eq 0
 

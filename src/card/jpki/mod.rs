@@ -7,6 +7,7 @@
 //! what is trusted to be selected between transactions and how the SFI forms are detected:
 //! docs/card-layer.md.
 
+mod extended;
 mod files;
 mod pss;
 mod session;
@@ -45,6 +46,8 @@ struct CardState {
     /// What the card showed of the SFI forms (module documentation). Kept across resets: a
     /// reset does not change what the card can do.
     sfi: SfiSupport,
+    /// Whether the card and reader pass extended-length READ BINARY (`extended.rs`).
+    extended: Support,
 }
 
 impl CardState {
@@ -82,11 +85,15 @@ impl std::fmt::Debug for JpkiCard {
 }
 
 impl JpkiCard {
-    /// Wraps a connection. No card traffic.
+    /// Wraps a connection. No card traffic. Extended-length reads are off until the caller
+    /// allows the probe (`assume_extended(Support::Unknown)`, `extended.rs`).
     pub fn new(transport: Box<dyn Transport>) -> Self {
         JpkiCard {
             transport,
-            state: CardState::default(),
+            state: CardState {
+                extended: Support::No,
+                ..CardState::default()
+            },
         }
     }
 
@@ -223,27 +230,58 @@ impl JpkiCard {
     /// [`CertificateFile::Signature`] answers `SecurityStatusNotSatisfied` before the signature
     /// password is verified.
     pub fn read_certificate(&mut self, file: CertificateFile) -> Result<Vec<u8>, CardError> {
-        let fid = file.fid();
+        self.read_certificate_part(file, Vec::new(), None)
+    }
+
+    /// The first bytes of a certificate, at most `len` (≤ 256: one short READ BINARY, plus the
+    /// SELECT EF without the SFI forms), never past its DER length. The first 256 bytes of a
+    /// JPKI certificate hold its issuer and serial number, which name it uniquely: enough for
+    /// the token's identity and to check a cached copy.
+    pub fn read_certificate_prefix(
+        &mut self,
+        file: CertificateFile,
+        len: usize,
+    ) -> Result<Vec<u8>, CardError> {
+        self.read_certificate_part(file, Vec::new(), Some(len.clamp(1, 256)))
+    }
+
+    /// The rest of a certificate whose first bytes `prefix` were read earlier (by
+    /// [`JpkiCard::read_certificate_prefix`]): the whole certificate, without reading the
+    /// prefix again on short APDUs.
+    pub fn read_certificate_rest(
+        &mut self,
+        file: CertificateFile,
+        prefix: Vec<u8>,
+    ) -> Result<Vec<u8>, CardError> {
+        self.read_certificate_part(file, prefix, None)
+    }
+
+    /// The first chunk of a certificate (as [`JpkiCard::read_certificate_prefix`]) and, if
+    /// `rest` says so on seeing it, the whole certificate, in the same transaction: the EF is
+    /// still current, so the rest costs no SELECT and nothing is read twice.
+    pub fn read_certificate_prefix_then(
+        &mut self,
+        file: CertificateFile,
+        len: usize,
+        rest: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), CardError> {
         self.with_session(|s| {
-            let result = s.read_der_file(fid);
-            // Another client may have selected another AP holding an EF of the same number
-            // (0001, 0002): a public file then reads as 6982 or as a non-certificate; the sign
-            // certificate answers 6982 although we verified its password.
-            let foreign = match (&result, file.protected_by()) {
-                (Err(CardError::SecurityStatusNotSatisfied), None) => true,
-                (Err(CardError::SecurityStatusNotSatisfied), Some(key)) => {
-                    s.state.verified & key.bit() != 0
-                }
-                (Err(CardError::MalformedResponse(_)), _) => true,
-                _ => false,
-            };
-            if foreign && !s.ap_selected_here {
-                log::debug!("EF {fid:04X} unreadable: JPKI AP deselected by another client?");
-                s.select_ap(true)?;
-                return s.read_der_file(fid);
+            let chunk = s.read_part(file, Vec::new(), Some(len.clamp(1, 256)))?;
+            if !rest(&chunk) {
+                return Ok((chunk, None));
             }
-            result
+            let whole = s.read_part(file, chunk.clone(), None)?;
+            Ok((chunk, Some(whole)))
         })
+    }
+
+    fn read_certificate_part(
+        &mut self,
+        file: CertificateFile,
+        prefix: Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, CardError> {
+        self.with_session(|s| s.read_part(file, prefix, limit))
     }
 
     /// Tries left for `key`'s PIN, without spending one (0 = blocked).

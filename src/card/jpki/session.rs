@@ -2,7 +2,9 @@
 //! commands (SELECT, READ BINARY, VERIFY, COMPUTE DIGITAL SIGNATURE) with their SFI forms and
 //! their recovery from another client's selection (docs/card-layer.md).
 
-use super::files::{KeyKind, JPKI_AID, MAX_READS, P1_PKCS1_DIGEST_INFO, SIGNATURE_LEN};
+use super::files::{
+    CertificateFile, KeyKind, JPKI_AID, MAX_READS, P1_PKCS1_DIGEST_INFO, SIGNATURE_LEN,
+};
 use super::sfi::{refuses_form, sfi_p, Support};
 use super::tlv::der_total_length;
 use super::CardState;
@@ -133,19 +135,53 @@ impl Session<'_> {
         Ok((self.read_binary(0, le)?, false))
     }
 
-    /// Reads the DER object at the start of EF `fid`, in the fewest READ BINARY: Le=00 at
-    /// offset 0 (SFI form when the card takes it), then what the DER header says is left, in
-    /// 256-byte chunks with the exact last Le; never past the DER length.
-    pub(super) fn read_der_file(&mut self, fid: u16) -> Result<Vec<u8>, CardError> {
-        let mut buf: Vec<u8> = Vec::new();
-        let mut total: Option<usize> = None;
+    /// Reads the DER object at the start of EF `fid`: one extended READ BINARY where the card
+    /// and reader take it (`jpki/extended.rs`); else Le=00 at offset 0 (SFI form when the card
+    /// takes it), then what the DER header says is left, in 256-byte chunks with the exact last
+    /// Le; never past the DER length. `prefix`: bytes from offset 0 already read in an earlier
+    /// transaction (not read again). `limit`: stop once that many bytes are in (the first
+    /// chunk, for the card's identity; short APDUs only, the cheapest answer).
+    pub(super) fn read_der(
+        &mut self,
+        fid: u16,
+        prefix: Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, CardError> {
+        let mut buf = prefix;
+        let mut total: Option<usize> = der_total_length(&buf)?;
+        if let Some(t) = total {
+            if buf.len() >= t {
+                buf.truncate(t);
+                return Ok(buf);
+            }
+        }
+        if limit.is_none() && self.extended_allowed() {
+            match self.read_der_extended(fid, &buf)? {
+                super::extended::Outcome::Whole(bytes) => return Ok(bytes),
+                super::extended::Outcome::Partial(bytes) => {
+                    buf = bytes;
+                    total = der_total_length(&buf)?;
+                }
+                super::extended::Outcome::Refused => {}
+            }
+        }
+        if !buf.is_empty() {
+            // Continue where the earlier read stopped: the EF must be current.
+            self.select_ef(fid)?;
+        }
         let mut current_by_sfi = false;
         for _ in 0..MAX_READS {
-            let want = match total {
+            let mut want = match total {
                 None => 256,
                 Some(t) => (t - buf.len()).min(256),
             };
+            if let Some(limit) = limit {
+                want = want.min(limit.saturating_sub(buf.len()));
+            }
             if want == 0 {
+                if let Some(t) = total {
+                    buf.truncate(t);
+                }
                 return Ok(buf);
             }
             // `want` is 1..=256.
@@ -200,6 +236,35 @@ impl Session<'_> {
             }
         }
         Err(CardError::MalformedResponse("too many READ BINARY"))
+    }
+
+    /// [`Session::read_der`] of a certificate file, recovering once from another client's
+    /// selection of another application.
+    pub(super) fn read_part(
+        &mut self,
+        file: CertificateFile,
+        prefix: Vec<u8>,
+        limit: Option<usize>,
+    ) -> Result<Vec<u8>, CardError> {
+        let fid = file.fid();
+        let result = self.read_der(fid, prefix.clone(), limit);
+        // Another client may have selected another AP holding an EF of the same number
+        // (0001, 0002): a public file then reads as 6982 or as a non-certificate; the sign
+        // certificate answers 6982 although we verified its password.
+        let foreign = match (&result, file.protected_by()) {
+            (Err(CardError::SecurityStatusNotSatisfied), None) => true,
+            (Err(CardError::SecurityStatusNotSatisfied), Some(key)) => {
+                self.state.verified & key.bit() != 0
+            }
+            (Err(CardError::MalformedResponse(_)), _) => true,
+            _ => false,
+        };
+        if foreign && !self.ap_selected_here {
+            log::debug!("EF {fid:04X} unreadable: JPKI AP deselected by another client?");
+            self.select_ap(true)?;
+            return self.read_der(fid, prefix, limit);
+        }
+        result
     }
 
     /// Empty VERIFY (`00 20 00 80`, or `00 20 00 (80|SFI)` without the SELECT): the tries

@@ -27,6 +27,10 @@ pub enum Key {
     Tokens,
     /// How NSS looks up the signature certificate (`config::SignCertLookup`).
     SignCertLookup,
+    /// The disk cache of the card's public certificates (`Config::cache`).
+    Cache,
+    /// Extended-length READ BINARY, detected with a fallback (`Config::extended_apdu`).
+    ExtendedApdu,
     /// Whether the usage history is written (`crate::history`).
     History,
     /// Which signatures are announced on the desktop (`crate::notify::NotifyPolicy`).
@@ -62,6 +66,20 @@ pub const KEYS: &[KeyInfo] = &[
         env: "JPKI_PKCS11_SIGN_CERT_LOOKUP",
         values: &["without-login", "after-login"],
         default: "without-login",
+    },
+    KeyInfo {
+        key: Key::Cache,
+        name: "cache",
+        env: "JPKI_PKCS11_CACHE",
+        values: &["on", "off"],
+        default: "on",
+    },
+    KeyInfo {
+        key: Key::ExtendedApdu,
+        name: "extended_apdu",
+        env: "JPKI_PKCS11_EXTENDED_APDU",
+        values: &["auto", "off"],
+        default: "auto",
     },
     KeyInfo {
         key: Key::History,

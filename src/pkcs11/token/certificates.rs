@@ -102,7 +102,8 @@ impl Card {
         file: CertificateFile,
     ) -> Result<ReadOutcome> {
         for _ in 0..2 {
-            let read = inner.jpki.read_certificate(file);
+            let CardInner { jpki, certs, .. } = &mut *inner;
+            let read = certs.certificate(jpki, file);
             match read {
                 Ok(bytes) => return Ok(ReadOutcome::Bytes(bytes)),
                 Err(CardError::SecurityStatusNotSatisfied) => return Ok(ReadOutcome::NeedsLogin),

@@ -20,11 +20,12 @@ use std::time::Instant;
 use cryptoki_sys::*;
 use parking_lot::Mutex;
 
+use super::cert_source::{self, CertSource};
 use super::config::{self, SignCertLookup};
 use super::error::{Error, Result};
 use super::object::{self, Object, ObjectHandle};
 use crate::card::{CardError, JpkiCard, KeyKind, Pin};
-use certificates::{CertObjects, Files};
+use certificates::CertObjects;
 use login::needs_tries_read;
 pub use login::tries_flags;
 
@@ -107,6 +108,9 @@ struct CardInner {
     tokens: [TokenState; 2],
     /// Serial number content octets of the authentication certificate (token serial, label tag).
     auth_serial: Option<Vec<u8>>,
+    /// Where certificates come from: the card, or the cache checked against it
+    /// (`cert_source.rs`).
+    certs: CertSource,
     /// Set when the token hides its authentication certificate before login (phone.rs).
     phone: Option<crate::pkcs11::phone::PhoneToken>,
 }
@@ -148,7 +152,8 @@ pub enum LoginKind {
 }
 
 impl Card {
-    pub fn new(reader: String, event_count: u32, jpki: JpkiCard) -> Card {
+    pub fn new(reader: String, event_count: u32, mut jpki: JpkiCard) -> Card {
+        let certs = CertSource::new(&reader, &mut jpki);
         Card {
             reader,
             event_count,
@@ -157,6 +162,7 @@ impl Card {
                 jpki,
                 tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
                 auth_serial: None,
+                certs,
                 phone: None,
             }),
         }
@@ -257,15 +263,30 @@ impl Card {
         self.check_present()?;
         let mut inner = self.inner.lock();
         if inner.auth_serial.is_none() && inner.phone.is_none() {
-            let user_only = Files {
-                user: true,
-                ca: false,
-            };
-            if let Err(e) = self.load(&mut inner, KeyKind::Authentication, user_only) {
-                if e == Error::DeviceRemoved {
-                    return Err(e);
+            // The identity from the certificate's first chunk: its serial number
+            // (`cert_source.rs`).
+            let CardInner { jpki, certs, .. } = &mut *inner;
+            let identity = certs.identity(jpki);
+            match identity {
+                Ok(chunk) => match cert_source::issuer_and_serial(&chunk) {
+                    Some((_, serial)) => {
+                        inner.auth_serial =
+                            cert_source::integer_content(serial).map(<[u8]>::to_vec);
+                    }
+                    None => log::warn!("authentication certificate: no serial in its first bytes"),
+                },
+                // Only after the PIN: a smartphone token (phone.rs).
+                Err(CardError::SecurityStatusNotSatisfied) => {
+                    let p = crate::pkcs11::phone::detect(&mut inner.jpki);
+                    inner.became_phone(p);
                 }
-                log::warn!("could not read the authentication certificate: {e}");
+                Err(e) => {
+                    let err = self.card_error(e);
+                    if err == Error::DeviceRemoved {
+                        return Err(err);
+                    }
+                    log::warn!("could not read the authentication certificate: {err}");
+                }
             }
         }
         let idx = kind_index(kind);

@@ -18,7 +18,10 @@ impl Card {
         if let Some(known) = inner.jpki.known_pss_support() {
             return known;
         }
-        match inner.jpki.pss_support() {
+        let probed = inner.jpki.pss_support();
+        let super::CardInner { jpki, certs, .. } = &mut *inner;
+        certs.note(jpki);
+        match probed {
             Ok(known) => known,
             Err(e) => {
                 let err = self.card_error(e);
@@ -63,6 +66,7 @@ impl Card {
         };
         if verify_input(public, input, &signature).is_err() {
             log::error!("the card's signature does not verify with the certificate's key");
+            inner.certs.distrust();
             return Err(Error::DeviceError);
         }
         Ok(signature)

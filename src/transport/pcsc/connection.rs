@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pcsc::{Card, Disposition, Protocols, ShareMode};
 
 use super::worker::{Worker, WorkerChannel};
-use super::{establish, map_error, RECEIVE_BUFFER};
+use super::{establish, map_error, receive_buffer};
 use crate::transport::{Channel, Transport, TransportError};
 
 /// One shared connection to a card through pcscd.
@@ -285,7 +285,7 @@ pub(super) fn transmit(
     transaction: &mut pcsc::Transaction<'_>,
     command: &[u8],
 ) -> Result<Vec<u8>, pcsc::Error> {
-    let mut buffer = zeroize::Zeroizing::new([0u8; RECEIVE_BUFFER]);
+    let mut buffer = receive_buffer(command);
     let sent = transaction.transmit(command, &mut buffer[..]);
     match transmit_result(transaction, sent) {
         Err(pcsc::Error::ResetCard) => {

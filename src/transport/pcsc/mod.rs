@@ -38,8 +38,22 @@ use super::TransportError;
 pub use connection::PcscTransport;
 pub use readers::PcscReaders;
 
-/// Receive buffer: 256 data bytes + SW, with room to spare (pcsc-lite's MAX_BUFFER_SIZE).
-pub(super) const RECEIVE_BUFFER: usize = pcsc::MAX_BUFFER_SIZE;
+/// Receive buffer of a short APDU: 256 data bytes + SW, with room to spare (pcsc-lite's
+/// MAX_BUFFER_SIZE).
+const RECEIVE_BUFFER: usize = pcsc::MAX_BUFFER_SIZE;
+
+/// A zeroed receive buffer for `command`: short APDUs keep the short buffer (what every reader
+/// driver handles), an extended-length command (byte 4 = 00 followed by more bytes: the card
+/// layer's extended READ BINARY) gets pcsc-lite's extended maximum.
+pub(super) fn receive_buffer(command: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let extended = command.len() > 5 && command[4] == 0;
+    let size = if extended {
+        pcsc::MAX_BUFFER_SIZE_EXTENDED
+    } else {
+        RECEIVE_BUFFER
+    };
+    zeroize::Zeroizing::new(vec![0u8; size])
+}
 
 /// Longest wait for the card's answer to one APDU. A JPKI RSA-2048 signature takes about a
 /// second on a real card (docs/card-protocol.md: the contact ATR's BWT is ≈1.6 s); 10 s leaves room

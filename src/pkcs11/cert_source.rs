@@ -1,0 +1,406 @@
+//! Where one card's certificates come from: the card itself, or the disk cache checked against
+//! the card. The rules, and why they are safe, are in `docs/performance.md`:
+//!
+//! - **Identity from the first chunk.** The token's label and serial number come from the
+//!   authentication certificate's serial number, which sits with its issuer in the
+//!   certificate's first 256 bytes: one short READ BINARY, not the whole file. That chunk also
+//!   names the card's cache file. When the cache holds a copy whose first chunk is exactly this
+//!   one, nothing more is read. Otherwise (cache off, first process on this card, a changed
+//!   certificate) the rest follows at once in the same transaction, continuing where the chunk
+//!   ended (the `rest_now` rule): nearly every client needs the certificate later (its value, its key),
+//!   and reading the rest in a later transaction would cost one more APDU to make the file
+//!   current again. Only `pkcs11-tool -L`-like clients would gain from stopping at the chunk,
+//!   and with the cache every process after the first does.
+//! - **The cache holds public certificates only**: the authentication certificate and the two
+//!   CA certificates, keyed by the authentication certificate's issuer and serial number. The
+//!   signature certificate is read from the card every time and never given to the cache.
+//! - **Every cached certificate is checked against the card before its first use in a
+//!   process**, with the cheapest read that proves it is the same certificate: its first
+//!   chunk (issuer, serial number, validity, subject), compared byte for byte. The
+//!   authentication certificate's chunk is the identity read itself (no extra APDU); each CA
+//!   certificate costs one chunk read. A different chunk — a renewed certificate, another card,
+//!   a damaged or planted file — means a miss: the certificate is read from the card and the
+//!   file rewritten. The rest of a cached certificate (its public key) is not re-read; every
+//!   signature is verified against that key before it is returned, so a planted key can only
+//!   make signing fail — and then the card's file is dropped from the cache ([`distrust`]).
+//! - **What a card showed of its command forms** (SFI, PSS) is kept with its certificates, and
+//!   **whether extended-length APDUs work through a reader** is kept per reader (in memory for
+//!   the process, and in the cache): a wrong belief costs one refused command and is corrected.
+//!
+//! [`distrust`]: CertSource::distrust
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use der::{Decode, Header, Reader, SliceReader};
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+
+use super::cert::CertificateData;
+use super::cert_cache::{self, Entry};
+use super::config;
+use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, SfiSupport, Support};
+
+/// Bytes of the identity chunk: one short READ BINARY.
+pub const CHUNK: usize = 256;
+
+/// What extended-length READ BINARY did through each reader in this process (a card that was
+/// dropped by a reader under such a command comes back as a new insertion: it must not be
+/// tried again).
+static EXTENDED_BY_READER: Lazy<Mutex<HashMap<String, bool>>> =
+    Lazy::new(|| Mutex::new(HashMap::new()));
+
+/// The certificates of one card insertion, and what the cache knows of the card.
+pub struct CertSource {
+    reader: String,
+    /// The cache directory; `None` when the cache is off or has no usable place.
+    dir: Option<PathBuf>,
+    /// The authentication certificate's first chunk, once read.
+    auth_chunk: Option<Vec<u8>>,
+    /// The cache file name of this card, once the chunk named it.
+    key: Option<String>,
+    /// What the cache holds for this card (the authentication certificate only once its chunk
+    /// matched the card), plus what this process learnt since.
+    entry: Entry,
+    /// What was last written (or read) for this card, to write only changes.
+    stored: Entry,
+    /// Extended-length support as last recorded for the reader.
+    extended_noted: Support,
+    /// A certificate was read while a PIN was verified: this card's certificates are not
+    /// written to the cache in this process (it may protect them).
+    private_read: bool,
+}
+
+/// `(issuer, serial)` DER elements of a certificate from its first bytes, without needing
+/// the rest: Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version, serial
+/// INTEGER, signature AlgorithmIdentifier, issuer Name, … } … }.
+pub fn issuer_and_serial(chunk: &[u8]) -> Option<(&[u8], &[u8])> {
+    /// The header of the element at `pos`: (tag byte, header length, content length).
+    fn header(bytes: &[u8], pos: usize) -> Option<(u8, usize, usize)> {
+        let rest = bytes.get(pos..)?;
+        let mut reader = SliceReader::new(rest).ok()?;
+        let h = Header::decode(&mut reader).ok()?;
+        let header_len = usize::try_from(u32::from(reader.position())).ok()?;
+        let content = usize::try_from(u32::from(h.length)).ok()?;
+        Some((*rest.first()?, header_len, content))
+    }
+    let (t, cert_h, _) = header(chunk, 0)?;
+    let (t2, tbs_h, _) = header(chunk, cert_h)?;
+    if t != 0x30 || t2 != 0x30 {
+        return None;
+    }
+    let mut pos = cert_h + tbs_h;
+    let (tag, h, len) = header(chunk, pos)?;
+    if tag == 0xA0 {
+        pos += h + len; // version
+    }
+    let (tag, h, len) = header(chunk, pos)?;
+    if tag != 0x02 {
+        return None;
+    }
+    let serial = chunk.get(pos..pos + h + len)?;
+    pos += h + len;
+    let (tag, h, len) = header(chunk, pos)?; // signature algorithm
+    if tag != 0x30 {
+        return None;
+    }
+    pos += h + len;
+    let (tag, h, len) = header(chunk, pos)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let issuer = chunk.get(pos..pos + h + len)?;
+    Some((issuer, serial))
+}
+
+/// The content octets of a DER INTEGER element (the token's serial number).
+pub fn integer_content(tlv: &[u8]) -> Option<&[u8]> {
+    let mut reader = SliceReader::new(tlv).ok()?;
+    let h = Header::decode(&mut reader).ok()?;
+    let start = usize::try_from(u32::from(reader.position())).ok()?;
+    let len = usize::try_from(u32::from(h.length)).ok()?;
+    tlv.get(start..start.checked_add(len)?)
+}
+
+/// Whether nothing is verified on the card: a file read now is one anyone holding the card can
+/// read (on a card that protects its authentication certificate with the PIN, such as the
+/// phone's JPKI token, a read after login is not proof of that), so it may go to the cache.
+fn read_without_pin(jpki: &JpkiCard) -> bool {
+    !jpki.is_verified(KeyKind::Authentication) && !jpki.is_verified(KeyKind::Signature)
+}
+
+/// Whether certificate bytes read from the card may be kept (in memory for the insertion, and
+/// in the cache): only a certificate the objects can be built from. A damaged answer is
+/// returned to the caller (which reports it and reads again at the next request) but kept
+/// nowhere.
+fn usable(der: &[u8]) -> bool {
+    CertificateData::parse(der).is_ok()
+}
+
+/// Whether `cert` (a cached certificate) is the one whose first chunk the card gave.
+fn same_certificate(cert: &[u8], chunk: &[u8]) -> bool {
+    !chunk.is_empty() && chunk.len() == cert.len().min(CHUNK) && cert.starts_with(chunk)
+}
+
+/// Takes what the cache knows of a form where this connection knows nothing yet.
+fn merge(known: Support, cached: Support) -> Support {
+    match known {
+        Support::Unknown => cached,
+        other => other,
+    }
+}
+
+impl CertSource {
+    /// Prepares a new card insertion in `reader`: tells the card layer what is known of
+    /// extended-length APDUs through this reader (or that they are off).
+    pub fn new(reader: &str, jpki: &mut JpkiCard) -> CertSource {
+        let cfg = config::get();
+        let dir = if cfg.cache() {
+            cert_cache::directory()
+        } else {
+            None
+        };
+        let extended = if !cfg.extended_apdu() {
+            Support::No
+        } else {
+            let known = EXTENDED_BY_READER.lock().get(reader).copied();
+            let known = known.or_else(|| {
+                dir.as_deref()
+                    .and_then(|d| cert_cache::load_reader(d, reader))
+            });
+            match known {
+                Some(true) => Support::Yes,
+                Some(false) => Support::No,
+                None => Support::Unknown,
+            }
+        };
+        jpki.assume_extended(extended);
+        CertSource {
+            reader: reader.to_string(),
+            dir,
+            auth_chunk: None,
+            key: None,
+            entry: Entry::default(),
+            stored: Entry::default(),
+            extended_noted: extended,
+            private_read: false,
+        }
+    }
+
+    /// The authentication certificate's first chunk (read once per insertion): the token's
+    /// identity, and the key of the card's cache file, which is looked up here.
+    pub fn identity(&mut self, jpki: &mut JpkiCard) -> Result<Vec<u8>, CardError> {
+        if let Some(chunk) = &self.auth_chunk {
+            return Ok(chunk.clone());
+        }
+        // Look the card up in the cache as soon as the chunk names it; without a copy that
+        // matches, the rest follows in the same transaction (the `rest_now` rule above).
+        let public = read_without_pin(jpki);
+        let dir = self.dir.clone();
+        let mut found: Option<(String, Option<Entry>)> = None;
+        let (chunk, whole) =
+            jpki.read_certificate_prefix_then(CertificateFile::Authentication, CHUNK, |chunk| {
+                let Some((issuer, serial)) = issuer_and_serial(chunk) else {
+                    return true;
+                };
+                let Some(dir) = &dir else {
+                    return true;
+                };
+                let key = cert_cache::card_key(issuer, serial);
+                let entry = cert_cache::load(dir, &key);
+                let hit = entry
+                    .as_ref()
+                    .and_then(|e| e.auth.as_ref())
+                    .is_some_and(|auth| same_certificate(auth, chunk));
+                found = Some((key, entry));
+                !hit
+            })?;
+        if issuer_and_serial(&chunk).is_some() {
+            // Kept for the rest of the insertion; a chunk that names nothing (a damaged
+            // answer) is read again next time.
+            self.auth_chunk = Some(chunk.clone());
+        }
+        if let Some((key, entry)) = found {
+            if let Some(mut entry) = entry {
+                if let Some(auth) = &entry.auth {
+                    if !same_certificate(auth, &chunk) {
+                        // Not this card's certificate, whatever the file says: trust none of it.
+                        log::info!("certificate cache: entry does not match the card; ignored");
+                        entry = Entry::default();
+                    }
+                }
+                self.stored = entry.clone();
+                if let Some(sfi) = entry.sfi {
+                    let now = jpki.sfi_support();
+                    jpki.assume_sfi_support(SfiSupport {
+                        read: merge(now.read, sfi.read),
+                        verify: merge(now.verify, sfi.verify),
+                        sign: merge(now.sign, sfi.sign),
+                    });
+                }
+                if let (None, Some(pss)) = (jpki.known_pss_support(), entry.pss) {
+                    jpki.assume_pss_support(pss);
+                }
+                self.entry = entry;
+            }
+            self.key = Some(key);
+        }
+        match whole {
+            Some(w) if usable(&w) => {
+                self.entry.auth = Some(w);
+                self.private_read |= !public;
+            }
+            // A damaged answer (its header may lie about the length): start again from the
+            // card's first byte at the next request, keeping nothing of it.
+            Some(_) => self.auth_chunk = None,
+            None => {}
+        }
+        self.note(jpki);
+        Ok(chunk)
+    }
+
+    /// A whole certificate: from the cache once checked against the card, else from the card
+    /// (and then into the cache, unless it is the signature certificate).
+    pub fn certificate(
+        &mut self,
+        jpki: &mut JpkiCard,
+        file: CertificateFile,
+    ) -> Result<Vec<u8>, CardError> {
+        if file == CertificateFile::Signature {
+            // Private (name, address, birth date): from the card, never near the cache.
+            return jpki.read_certificate(file);
+        }
+        if self.dir.is_some() && self.auth_chunk.is_none() {
+            match self.identity(jpki) {
+                Ok(_) => {}
+                Err(e) if file == CertificateFile::Authentication => return Err(e),
+                Err(e) => log::debug!("no card identity for the cache: {e}"),
+            }
+        }
+        let result = self.read(jpki, file);
+        self.note(jpki);
+        result
+    }
+
+    fn read(&mut self, jpki: &mut JpkiCard, file: CertificateFile) -> Result<Vec<u8>, CardError> {
+        let bytes = match file {
+            CertificateFile::Authentication => {
+                if let Some(cert) = &self.entry.auth {
+                    return Ok(cert.clone());
+                }
+                match self.auth_chunk.clone() {
+                    Some(chunk) => jpki.read_certificate_rest(file, chunk)?,
+                    None => jpki.read_certificate(file)?,
+                }
+            }
+            _ => {
+                let cached = self.slot(file).clone().filter(|_| self.key.is_some());
+                match cached {
+                    Some(cert) => {
+                        let chunk = jpki.read_certificate_prefix(file, CHUNK)?;
+                        if same_certificate(&cert, &chunk) {
+                            return Ok(cert);
+                        }
+                        log::info!("certificate cache: {file:?} changed on the card; read again");
+                        jpki.read_certificate_rest(file, chunk)?
+                    }
+                    None => jpki.read_certificate(file)?,
+                }
+            }
+        };
+        if usable(&bytes) {
+            *self.slot(file) = Some(bytes.clone());
+            if !read_without_pin(jpki) {
+                // Kept in memory for this insertion, never written: see `read_without_pin`.
+                self.private_read = true;
+            }
+        } else if file == CertificateFile::Authentication {
+            self.auth_chunk = None;
+        }
+        Ok(bytes)
+    }
+
+    /// The cache's place for a public certificate (never called for the signature one).
+    fn slot(&mut self, file: CertificateFile) -> &mut Option<Vec<u8>> {
+        match file {
+            CertificateFile::Authentication => &mut self.entry.auth,
+            CertificateFile::AuthenticationCa => &mut self.entry.auth_ca,
+            _ => &mut self.entry.sign_ca,
+        }
+    }
+
+    /// Records what the card layer learnt (PSS, SFI, extended APDUs) and writes what changed.
+    pub fn note(&mut self, jpki: &JpkiCard) {
+        let extended = jpki.extended_support();
+        if extended != self.extended_noted && extended != Support::Unknown {
+            self.extended_noted = extended;
+            let works = extended == Support::Yes;
+            EXTENDED_BY_READER.lock().insert(self.reader.clone(), works);
+            if let Some(dir) = &self.dir {
+                cert_cache::store_reader(dir, &self.reader, works);
+            }
+        }
+        let (Some(dir), Some(key)) = (&self.dir, &self.key) else {
+            return;
+        };
+        if let Some(pss) = jpki.known_pss_support() {
+            self.entry.pss = Some(pss);
+        }
+        let sfi = jpki.sfi_support();
+        if sfi != SfiSupport::default() {
+            self.entry.sfi = Some(sfi);
+        }
+        if self.entry != self.stored && !self.private_read {
+            cert_cache::store(dir, key, &self.entry);
+            self.stored = self.entry.clone();
+        }
+    }
+
+    /// A signature did not verify with the key of a certificate that may have come from the
+    /// cache: drop this card's cache file, so that the next process reads from the card.
+    pub fn distrust(&mut self) {
+        if let (Some(dir), Some(key)) = (&self.dir, &self.key) {
+            log::warn!("certificate cache: dropping this card's entry after a failed check");
+            let _ = std::fs::remove_file(dir.join(key));
+            self.entry = Entry::default();
+            self.stored = Entry::default();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_and_serial_from_a_chunk() {
+        // SEQUENCE(len 0x04A3) { SEQUENCE(len 0x038B) { [0]{INTEGER 2}, INTEGER 0x1234,
+        // SEQUENCE{OID}, SEQUENCE{SET{...}} ...
+        let mut c = vec![0x30, 0x82, 0x04, 0xA3, 0x30, 0x82, 0x03, 0x8B];
+        c.extend_from_slice(&[0xA0, 0x03, 0x02, 0x01, 0x02]);
+        c.extend_from_slice(&[0x02, 0x02, 0x12, 0x34]);
+        c.extend_from_slice(&[0x30, 0x03, 0x06, 0x01, 0x2A]);
+        c.extend_from_slice(&[0x30, 0x04, 0x31, 0x02, 0x05, 0x00]);
+        c.extend_from_slice(&[0x30, 0x1E]); // validity, cut short
+        let (issuer, serial) = issuer_and_serial(&c).expect("parsed");
+        assert_eq!(serial, &[0x02, 0x02, 0x12, 0x34]);
+        assert_eq!(integer_content(serial), Some(&[0x12, 0x34][..]));
+        assert_eq!(issuer, &[0x30, 0x04, 0x31, 0x02, 0x05, 0x00]);
+        // Cut inside the issuer: not enough.
+        assert!(issuer_and_serial(&c[..c.len() - 4]).is_none());
+        assert!(issuer_and_serial(&[]).is_none());
+        assert!(issuer_and_serial(&[0x04, 0x01, 0x00]).is_none());
+    }
+
+    #[test]
+    fn a_cached_certificate_is_the_cards_only_if_the_chunk_matches() {
+        let cert: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
+        assert!(same_certificate(&cert, &cert[..256]));
+        assert!(!same_certificate(&cert, &cert[..255]));
+        let mut other = cert[..256].to_vec();
+        other[100] ^= 1;
+        assert!(!same_certificate(&cert, &other));
+        assert!(same_certificate(&cert[..100], &cert[..100]));
+        assert!(!same_certificate(&cert, &[]));
+    }
+}
