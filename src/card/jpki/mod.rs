@@ -48,6 +48,12 @@ struct CardState {
     sfi: SfiSupport,
     /// Whether the card and reader pass extended-length READ BINARY (`extended.rs`).
     extended: Support,
+    /// The authentication certificate answered 6982 right after our own SELECT of the
+    /// application: on this token (the smartphone's, docs/phone-token.md) it needs the
+    /// authentication PIN, like the signature certificate needs the password. Learnt once, so
+    /// that a later refusal is not mistaken for another client's selection (whose recovery,
+    /// a re-SELECT, would forget every VERIFY). Kept across resets.
+    auth_cert_needs_pin: bool,
 }
 
 impl CardState {
