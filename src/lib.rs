@@ -20,5 +20,8 @@
 
 pub mod card;
 mod ffi;
+pub mod history;
+pub mod notify;
 pub mod pkcs11;
+pub mod renewal;
 pub mod transport;

@@ -78,6 +78,17 @@ enum Sub {
     /// Print what the card-info input support application holds (My Number, name, address,
     /// birth date, sex); asks for its 4-digit PIN; nothing is stored.
     Info,
+    /// What programs did with the card through the PKCS#11 module on this machine (program
+    /// first). Reads the history files only.
+    History {
+        /// From this UTC date or time (2026-01-31, 2026-01-31T09:00), or this far back: 30m,
+        /// 12h, 7d, 2w.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only this key.
+        #[arg(long, value_enum)]
+        key: Option<KeyArg>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +129,15 @@ enum KeyArg {
     Auth,
 }
 
+impl From<KeyArg> for KeyKind {
+    fn from(k: KeyArg) -> KeyKind {
+        match k {
+            KeyArg::Sign => KeyKind::Signature,
+            KeyArg::Auth => KeyKind::Authentication,
+        }
+    }
+}
+
 /// Which PIN `pin change` changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PinWhich {
@@ -154,6 +174,10 @@ pub enum Command {
         clear: bool,
     },
     Info,
+    History {
+        since: Option<String>,
+        key: Option<KeyKind>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -174,10 +198,7 @@ impl From<Cli> for Args {
                 command: CertsSub::Export { dir, sign },
             }) => Command::CertsExport { dir, sign },
             Some(Sub::Sign { key, out, file }) => Command::Sign {
-                key: match key {
-                    KeyArg::Sign => KeyKind::Signature,
-                    KeyArg::Auth => KeyKind::Authentication,
-                },
+                key: key.into(),
                 input: file,
                 output: out,
             },
@@ -204,6 +225,10 @@ impl From<Cli> for Args {
             },
             Some(Sub::Cache { clear }) => Command::Cache { clear },
             Some(Sub::Info) => Command::Info,
+            Some(Sub::History { since, key }) => Command::History {
+                since,
+                key: key.map(KeyKind::from),
+            },
         };
         Args {
             json: cli.json,
@@ -280,6 +305,15 @@ mod tests {
             }
         );
         assert_eq!(p("").unwrap().command, Command::Help);
+        assert_eq!(
+            p("history --since 7d --key auth").unwrap().command,
+            Command::History {
+                since: Some("7d".into()),
+                key: Some(KeyKind::Authentication)
+            }
+        );
+        assert!(p("history --key x").is_err());
+        assert!(p("history --dir x").is_err());
         assert_eq!(p("--help").unwrap_err().exit_code(), 0);
         assert_eq!(p("frobnicate").unwrap_err().exit_code(), 2);
     }

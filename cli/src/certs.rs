@@ -1,11 +1,12 @@
 //! `jpki certs export`: the public certificates (authentication, both CAs) as DER and PEM; the
 //! signature certificate (name, address, birth date) only with `--sign` and the password,
-//! written readable by the owner only.
+//! written readable by the owner only. A smartphone token shows even its authentication
+//! certificate only after the authentication PIN, which is then asked for.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use jpki_pkcs11::card::{CertificateFile, KeyKind, Pin};
+use jpki_pkcs11::card::{CardError, CertificateFile, KeyKind, Pin};
 use serde::Serialize;
 
 use super::args::Args;
@@ -64,16 +65,40 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
         ("auth_ca_cert", CertificateFile::AuthenticationCa),
         ("sign_ca_cert", CertificateFile::SignatureCa),
     ];
-    if let Some(pw) = &password {
-        card.verify_pin(pw)
-            .map_err(|e| card_failure(e, "signature password"))?;
+    if password.is_some() {
         files.push(("sign_cert", CertificateFile::Signature));
     }
     let mut written: Vec<PathBuf> = Vec::new();
+    let mut verified = false;
     for (name, file) in files {
-        let der = card
-            .read_certificate(file)
-            .map_err(|e| card_failure(e, "card"))?;
+        // The password just before the signature certificate, the last file: reading a file
+        // the card refuses (the phone's authentication certificate) re-selects the
+        // application, which would forget an earlier VERIFY.
+        if let (CertificateFile::Signature, Some(pw)) = (file, &password) {
+            card.verify_pin(pw)
+                .map_err(|e| card_failure(e, "signature password"))?;
+        }
+        verified |= file == CertificateFile::Signature;
+        let der = match card.read_certificate(file) {
+            // A smartphone token shows its authentication certificate only after the
+            // authentication PIN (docs/phone-token.md): ask for it, as the card asks for the
+            // signature password.
+            Err(CardError::SecurityStatusNotSatisfied)
+                if file == CertificateFile::Authentication =>
+            {
+                let typed =
+                    pins.read("Authentication PIN (利用者証明用暗証番号, smartphone token): ")?;
+                let pin = Pin::parse(KeyKind::Authentication, typed.as_bytes()).map_err(|e| {
+                    common::pin_format_failure(e, "authentication PIN", common::AUTH_RULE)
+                })?;
+                card.verify_pin(&pin)
+                    .map_err(|e| card_failure(e, "authentication PIN"))?;
+                verified = true;
+                card.read_certificate(file)
+            }
+            other => other,
+        }
+        .map_err(|e| card_failure(e, "card"))?;
         let private = file == CertificateFile::Signature;
         let der_path = dir.join(format!("{name}.der"));
         let pem_path = dir.join(format!("{name}.pem"));
@@ -82,8 +107,8 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
         written.push(der_path);
         written.push(pem_path);
     }
-    if password.is_some() {
-        // Leave no verified password behind on the card.
+    if verified {
+        // Leave no verified PIN behind on the card.
         let _ = card.logout();
     }
     drop(progress);

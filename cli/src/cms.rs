@@ -10,7 +10,9 @@
 //!
 //! Verifying: one SignerInfo, SHA-256, RSA PKCS#1 v1.5 (rsaEncryption or
 //! sha256WithRSAEncryption); messageDigest and contentType checked; with `--ca`, the signer
-//! certificate must be issued by that CA (signature checked) and valid now.
+//! certificate must be issued by that CA (signature checked) and valid now; without it, by one
+//! of the shipped J-LIS signature CAs (anchors.rs; no time check, so that old signatures under
+//! an expired generation still verify).
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,7 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::attr::Attribute;
 use x509_cert::Certificate;
 
+use super::anchors;
 use super::args::Args;
 use super::common::{self, card_failure, Exit, Failure, PinSource, Progress, Report};
 
@@ -57,14 +60,18 @@ impl Report for SignReport {
 struct VerifyReport {
     valid: bool,
     signer: String,
+    /// Always true: the signer's certificate was checked against `--ca` or a J-LIS anchor.
     ca_checked: bool,
+    /// The J-LIS CA generation the signer chains to (no `--ca`).
+    jlis_ca: Option<String>,
 }
 
 impl Report for VerifyReport {
     fn human(&self) {
         println!("signature valid; signer: {}", self.signer);
-        if !self.ca_checked {
-            println!("(the signer's certificate was not checked against a CA: use --ca)");
+        match &self.jlis_ca {
+            Some(ca) => println!("issued by the {ca} (pinned J-LIS trust anchor)"),
+            None => println!("issued by the CA given with --ca"),
         }
     }
 }
@@ -258,8 +265,13 @@ fn bad(message: impl Into<String>) -> Failure {
     Failure::new(Exit::BadSignature, message)
 }
 
-/// The checks of `jpki verify`; `Ok(subject)` when the signature is valid.
-fn check(sig_der: &[u8], content: &[u8], ca: Option<&Certificate>) -> Result<String, Failure> {
+/// The checks of `jpki verify`: the signer's subject and, without `--ca`, the J-LIS CA it
+/// chains to.
+fn check(
+    sig_der: &[u8],
+    content: &[u8],
+    ca: Option<&Certificate>,
+) -> Result<(String, Option<String>), Failure> {
     let info =
         ContentInfo::from_der(sig_der).map_err(|e| bad(format!("not a CMS structure: {e}")))?;
     if info.content_type != ID_SIGNED_DATA {
@@ -347,33 +359,35 @@ fn check(sig_der: &[u8], content: &[u8], ca: Option<&Certificate>) -> Result<Str
             si.signature.as_bytes(),
         )
         .map_err(|_| bad("the signature is not valid"))?;
+    let subject = cert.tbs_certificate.subject.to_string();
     if let Some(ca) = ca {
-        if cert.tbs_certificate.issuer != ca.tbs_certificate.subject
-            || cert.signature_algorithm.oid != SHA256_WITH_RSA
-        {
+        if !anchors::issued_by(&cert, ca) {
             return Err(bad(
                 "the signer's certificate is not issued by the given CA",
             ));
         }
-        let tbs = cert
-            .tbs_certificate
-            .to_der()
-            .map_err(|e| bad(format!("certificate: {e}")))?;
-        let sig = cert
-            .signature
-            .as_bytes()
-            .ok_or_else(|| bad("certificate signature"))?;
-        public_key(ca)
-            .map_err(|f| bad(f.message))?
-            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&tbs), sig)
-            .map_err(|_| bad("the signer's certificate is not issued by the given CA"))?;
         let now = std::time::SystemTime::now();
         let v = &cert.tbs_certificate.validity;
         if now < v.not_before.to_system_time() || now > v.not_after.to_system_time() {
             return Err(bad("the signer's certificate is not valid now"));
         }
+        return Ok((subject, None));
     }
-    Ok(cert.tbs_certificate.subject.to_string())
+    // No --ca: the signer's certificate must be issued by a shipped J-LIS CA (anchors.rs).
+    let jlis = anchors::issuer_of(&cert, anchors::Purpose::Signature);
+    match jlis {
+        Some(anchor) => Ok((
+            subject,
+            Some(format!(
+                "J-LIS signature CA generation {}",
+                anchor.generation
+            )),
+        )),
+        None => Err(bad(
+            "the signer's certificate does not chain to a J-LIS CA (a test card or a forged \
+             one); to accept another CA, give it with --ca",
+        )),
+    }
 }
 
 pub fn verify(
@@ -396,11 +410,12 @@ pub fn verify(
         }
         None => None,
     };
-    let signer = check(&sig, &data, ca_cert.as_ref())?;
+    let (signer, jlis_ca) = check(&sig, &data, ca_cert.as_ref())?;
     let report = VerifyReport {
         valid: true,
         signer,
-        ca_checked: ca_cert.is_some(),
+        ca_checked: true,
+        jlis_ca,
     };
     common::output(args, &report);
     Ok(())

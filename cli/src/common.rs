@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use der::pem::LineEnding;
 use der::Decode;
 use jpki_pkcs11::card::{CardError, JpkiCard, KeyKind, PinFormatError};
+use jpki_pkcs11::renewal::Validity;
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::{ReaderState, Readers, TransportError};
 use serde::Serialize;
@@ -333,6 +334,14 @@ pub struct CertSummary {
     pub not_before: String,
     pub not_after: String,
     pub days_left: i64,
+    /// `valid`, `renewal_open` or `expired` ([`Validity::state`]).
+    pub validity: &'static str,
+    /// What the holder should do about their own certificate (set by `status`, not for CAs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// The renewal state from the exact end of validity.
+    #[serde(skip)]
+    pub renewal: Validity,
 }
 
 pub fn summarize(der_bytes: &[u8]) -> Option<CertSummary> {
@@ -353,6 +362,9 @@ pub fn summarize(der_bytes: &[u8]) -> Option<CertSummary> {
         not_before: date(&tbs.validity.not_before),
         not_after: date(&tbs.validity.not_after),
         days_left: (end - now).div_euclid(86_400),
+        validity: Validity::of(end, now).state(),
+        warning: None,
+        renewal: Validity::of(end, now),
     })
 }
 

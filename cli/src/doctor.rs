@@ -3,7 +3,9 @@
 //! Checks, in order: pcscd reachable; a reader; a card in it; the card is a My Number Card
 //! (and no PIN is blocked); the module registered with p11-kit (`p11-kit list-modules`), in the
 //! shared NSS database of Chromium and NSS tools (`~/.pki/nssdb`, `modutil -list`) and in each
-//! Firefox profile (`~/.mozilla/firefox/*/pkcs11.txt`), directly or through p11-kit-proxy.
+//! Firefox profile (`~/.mozilla/firefox/*/pkcs11.txt`), directly or through p11-kit-proxy; the
+//! authentication certificate's remaining validity (renewal from 90 days before expiry); the
+//! card's CA certificates against the pinned J-LIS anchors.
 //! Then, for each known program, which tokens it sees and its other settings (README "Which
 //! tokens a program sees"), and every warning about the configuration.
 //! No PIN is asked and no try is spent. A "problem" stops the card from working (exit 8); a
@@ -12,11 +14,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use jpki_pkcs11::card::{JpkiCard, KeyKind};
+use jpki_pkcs11::card::{CertificateFile, JpkiCard, KeyKind};
+use jpki_pkcs11::renewal::Validity;
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::{Readers, TransportError};
 use serde::Serialize;
 
+use super::anchors::{self, CaCheck, Purpose};
 use super::args::Args;
 use super::common::{self, Exit, Failure, Report};
 
@@ -186,6 +190,68 @@ fn card_checks(findings: &mut Vec<Finding>, args: &Args) {
             Ok(_) => {}
             Err(e) => findings.push(finding("pin", Level::Warning, format!("{name}: {e}"))),
         }
+    }
+    certificate_checks(findings, &mut card);
+}
+
+/// The card's CA certificates against the J-LIS anchors, and the renewal reminder on the
+/// authentication certificate (readable without a PIN on the card;
+/// the signature certificate needs the password, so doctor does not read it; a phone token
+/// shows neither before a PIN, and then nothing is said).
+fn certificate_checks(findings: &mut Vec<Finding>, card: &mut JpkiCard) {
+    for (file, purpose, name) in [
+        (
+            CertificateFile::SignatureCa,
+            Purpose::Signature,
+            "signature",
+        ),
+        (
+            CertificateFile::AuthenticationCa,
+            Purpose::Authentication,
+            "authentication",
+        ),
+    ] {
+        let Ok(der) = card.read_certificate(file) else {
+            continue;
+        };
+        match anchors::check_ca(&der, purpose) {
+            CaCheck::Genuine(a) => findings.push(finding(
+                "ca",
+                Level::Ok,
+                format!("the card's {name} CA is a genuine J-LIS CA (generation {})", a.generation),
+            )),
+            CaCheck::NotJlis => findings.push(
+                finding("ca", Level::Warning, format!("the card's {name} CA is not a J-LIS CA: a test card, or a forged one"))
+                    .fix("signatures made with this card are not a My Number Card holder's; do not rely on it"),
+            ),
+            CaCheck::NotChecked => {}
+        }
+    }
+    let Some(s) = card
+        .read_certificate(CertificateFile::Authentication)
+        .ok()
+        .and_then(|der| common::summarize(&der))
+    else {
+        return;
+    };
+    let advice = s.renewal.advice().unwrap_or_default();
+    match s.renewal {
+        Validity::Valid { days_left } => findings.push(finding(
+            "certificate",
+            Level::Ok,
+            format!(
+                "authentication certificate valid until {} ({days_left} days)",
+                s.not_after
+            ),
+        )),
+        Validity::RenewalOpen { .. } => findings.push(
+            finding("certificate", Level::Warning, format!("the authentication certificate (valid until {}) {advice}", s.not_after))
+                .fix("renewal takes one visit to the city office; the certificates keep working until the date above"),
+        ),
+        Validity::Expired { .. } => findings.push(
+            finding("certificate", Level::Problem, format!("the authentication certificate (valid until {}) {advice}", s.not_after))
+                .fix("until then, logins and signatures with this card are refused by sites that check validity"),
+        ),
     }
 }
 

@@ -1,17 +1,19 @@
 //! `jpki`: the My Number Card for people — status, doctor, certificates, CMS signatures, PIN
-//! change, card-info, the module's certificate cache. Uses the card and transport layers of
-//! `jpki_pkcs11` directly (not the PKCS#11 API), so it is a separate crate: the module's
-//! dependency tree stays free of the command's crates. See `jpki --help` and README.
+//! change, card-info, the module's certificate cache and usage history. Uses the card and
+//! transport layers of `jpki_pkcs11` directly (not the PKCS#11 API), so it is a separate crate:
+//! the module's dependency tree stays free of the command's crates. See `jpki --help` and README.
 //!
 //! Layout: `args` (command line), `common` (card discovery, PIN input, progress, output, exit
 //! codes), one file per subcommand.
 
+mod anchors;
 mod args;
 mod cache;
 mod certs;
 mod cms;
 mod common;
 mod doctor;
+mod history;
 mod info;
 mod pin;
 mod status;
@@ -59,6 +61,7 @@ fn dispatch(args: Args) -> Result<(), Failure> {
         Command::PinChange { which } => pin::change(&args, which),
         Command::Cache { clear } => cache::run(&args, clear),
         Command::Info => info::run(&args),
+        Command::History { since, key } => history::run(&args, since.as_deref(), key),
     }
 }
 

@@ -1,6 +1,9 @@
 //! `jpki status`: readers, card, applications, tries left on every PIN (never spending one),
 //! the authentication certificate and the CA certificates, RSA-PSS support.
 //!
+//! Each CA certificate is checked against the pinned J-LIS anchors (anchors.rs): genuine, not a
+//! J-LIS CA (a test or forged card), or not checked.
+//!
 //! Never shown: the signature certificate (name, address, birth date: readable only with the
 //! password) and anything of the card-info application beyond its PIN counter.
 //! Selecting the other applications (to see which answer, and the kenhojo PIN counter) clears
@@ -8,11 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use jpki_pkcs11::card::{Application, CertificateFile, JpkiCard, KenhojoPin, KeyKind};
+use jpki_pkcs11::card::{Application, CardError, CertificateFile, JpkiCard, KenhojoPin, KeyKind};
 use jpki_pkcs11::transport::pcsc::PcscReaders;
 use jpki_pkcs11::transport::Readers;
 use serde::Serialize;
 
+use super::anchors::{self, CaCheck, Purpose};
 use super::args::Args;
 use super::common::{self, card_failure, summarize, CertSummary, Exit, Failure, Progress, Report};
 
@@ -60,8 +64,50 @@ struct Tries {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum CertEntry {
-    Summary(CertSummary),
-    Error { error: String },
+    Summary {
+        #[serde(flatten)]
+        summary: CertSummary,
+        /// For a CA certificate: whether it is a genuine J-LIS one (anchors.rs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        jlis: Option<JlisReport>,
+    },
+    Error {
+        error: String,
+    },
+}
+
+/// `genuine` (with its generation), `not_jlis` (a test card or a forged one), or `not_checked`
+/// (no generation of that purpose is pinned).
+#[derive(Serialize)]
+struct JlisReport {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<&'static str>,
+    /// How many independent sources confirm the pinned fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sources: Option<u8>,
+}
+
+impl JlisReport {
+    fn of(check: CaCheck) -> JlisReport {
+        match check {
+            CaCheck::Genuine(a) => JlisReport {
+                status: "genuine",
+                generation: Some(a.generation),
+                sources: Some(a.sources),
+            },
+            CaCheck::NotJlis => JlisReport {
+                status: "not_jlis",
+                generation: None,
+                sources: None,
+            },
+            CaCheck::NotChecked => JlisReport {
+                status: "not_checked",
+                generation: None,
+                sources: None,
+            },
+        }
+    }
 }
 
 /// Upper-case hexadecimal bytes separated by spaces (how ATRs are written), through the
@@ -74,9 +120,24 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-fn cert_entry(der: &[u8]) -> CertEntry {
+/// The entry of certificate `file`: the holder's own gets the renewal advice, a CA's the J-LIS
+/// check.
+fn cert_entry(der: &[u8], file: CertificateFile) -> CertEntry {
     match summarize(der) {
-        Some(s) => CertEntry::Summary(s),
+        Some(mut summary) => {
+            let purpose = match file {
+                CertificateFile::AuthenticationCa => Some(Purpose::Authentication),
+                CertificateFile::SignatureCa => Some(Purpose::Signature),
+                _ => None,
+            };
+            if purpose.is_none() {
+                summary.warning = summary.renewal.advice();
+            }
+            CertEntry::Summary {
+                summary,
+                jlis: purpose.map(|p| JlisReport::of(anchors::check_ca(der, p))),
+            }
+        }
         None => CertEntry::Error {
             error: "unparsable certificate".into(),
         },
@@ -109,7 +170,11 @@ fn card_report(card: &mut JpkiCard) -> Result<CardReport, Failure> {
         ("signature_ca", CertificateFile::SignatureCa),
     ] {
         let entry = match card.read_certificate(file) {
-            Ok(der) => cert_entry(&der),
+            Ok(der) => cert_entry(&der, file),
+            // A smartphone token (docs/phone-token.md); status asks no PIN.
+            Err(CardError::SecurityStatusNotSatisfied) => CertEntry::Error {
+                error: "readable only after the authentication PIN (smartphone token)".into(),
+            },
             Err(e) => CertEntry::Error {
                 error: e.to_string(),
             },
@@ -267,8 +332,8 @@ impl CardReport {
             ("authentication_ca", "Authentication CA"),
             ("signature_ca", "Signature CA"),
         ] {
-            let cert = match self.certificates.get(key) {
-                Some(CertEntry::Summary(s)) => s,
+            let (cert, jlis) = match self.certificates.get(key) {
+                Some(CertEntry::Summary { summary, jlis }) => (summary, jlis),
                 Some(CertEntry::Error { error }) => {
                     println!("  {name}: {error}");
                     continue;
@@ -286,8 +351,24 @@ impl CardReport {
                     "    valid {} to {} ({when})",
                     cert.not_before, cert.not_after
                 );
+                if let Some(w) = &cert.warning {
+                    println!("    WARNING: the certificate {w}");
+                }
             } else {
                 println!("  {name}: valid to {} ({when})", cert.not_after);
+                match jlis.as_ref().map(|j| (j.status, j.generation)) {
+                    Some(("genuine", generation)) => println!(
+                        "    genuine J-LIS CA, generation {}",
+                        generation.unwrap_or("?")
+                    ),
+                    Some(("not_jlis", _)) => println!(
+                        "    NOT a J-LIS CA: a test card, or a forged one (its signatures are not the holder's)"
+                    ),
+                    Some(_) => {
+                        println!("    not checked against J-LIS (no generation of it is pinned)")
+                    }
+                    None => {}
+                }
             }
         }
         println!("  Signature certificate: not shown (personal data; `jpki certs export --sign`)");

@@ -305,3 +305,36 @@ fn resets_are_reported_and_recovered() {
         .is_ok());
     assert_eq!(card.pin_tries_left(KeyKind::Authentication), Ok(3));
 }
+
+/// The smartphone's token refuses its authentication certificate before the PIN. The first
+/// refusal is checked once against another client's selection (one re-SELECT, before any
+/// VERIFY); after that a refusal is taken as what it is, so it never re-selects the
+/// application and forgets a verified password (which hid the signature certificate after a
+/// login to the signature token).
+#[test]
+fn phone_auth_certificate_refusal_is_learnt_and_keeps_other_logins() {
+    let (mut card, vc, _sim) = virtual_card();
+    vc.lock().set_token(jpki_virtual_card::Token::Phone);
+    assert_eq!(
+        card.read_certificate(CertificateFile::Authentication),
+        Err(CardError::SecurityStatusNotSatisfied)
+    );
+    card.verify_pin(&sign_password()).unwrap();
+    let before = card.apdus_sent();
+    assert_eq!(
+        card.read_certificate(CertificateFile::Authentication),
+        Err(CardError::SecurityStatusNotSatisfied)
+    );
+    assert!(
+        card.apdus_sent() - before <= 2,
+        "no re-SELECT of the application"
+    );
+    assert!(card.is_verified(KeyKind::Signature));
+    let sign = card.read_certificate(CertificateFile::Signature).unwrap();
+    assert_eq!(sign, vc.lock().state().sign_cert);
+    card.verify_pin(&auth_pin()).unwrap();
+    let auth = card
+        .read_certificate(CertificateFile::Authentication)
+        .unwrap();
+    assert_eq!(auth, vc.lock().state().auth_cert);
+}

@@ -1,5 +1,5 @@
-//! The module's few settings: which tokens a program sees, and how NSS finds the signature
-//! certificate. This module owns them; `file` holds the key table and the text parsers.
+//! The module's few settings: which tokens a program sees, how NSS finds the signature
+//! certificate, whether the usage history is written and which signatures are announced. This module owns them; `file` holds the key table and the text parsers.
 //!
 //! Sources, first found wins, key by key:
 //! 1. the environment (`JPKI_PKCS11_TOKENS`, …) — one process;
@@ -25,6 +25,7 @@ use once_cell::sync::Lazy;
 use parking_lot::RwLock;
 
 use crate::card::KeyKind;
+use crate::notify::NotifyPolicy;
 use file::{FileSettings, Key, Settings};
 
 /// How NSS-based programs may look up the signature token's certificate.
@@ -165,6 +166,20 @@ impl Config {
     /// Whether extended-length READ BINARY may be tried (`card/jpki/extended.rs`).
     pub fn extended_apdu(&self) -> bool {
         self.value(Key::ExtendedApdu) == "auto"
+    }
+
+    /// Whether the usage history is written (src/history).
+    pub fn history(&self) -> bool {
+        self.value(Key::History) != "off"
+    }
+
+    /// Which signatures get a desktop notification (src/notify).
+    pub fn notify(&self) -> NotifyPolicy {
+        match self.value(Key::Notify) {
+            "off" => NotifyPolicy::Off,
+            "all" => NotifyPolicy::All,
+            _ => NotifyPolicy::Sign,
+        }
     }
 }
 

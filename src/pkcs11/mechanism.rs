@@ -35,6 +35,23 @@ pub const SIGN_MECHANISMS: [CK_MECHANISM_TYPE; 6] = [
 /// (`CKM_RSA_PKCS_PSS`: the caller's 32-byte hash; `CKM_SHA256_RSA_PKCS_PSS`: hashed here).
 pub const PSS_MECHANISMS: [CK_MECHANISM_TYPE; 2] = [CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS];
 
+/// The `CKM_` name of a signing mechanism of this module (the usage history names the
+/// mechanism a program used); another value as hex.
+pub fn name(mech: CK_MECHANISM_TYPE) -> String {
+    let name = match mech {
+        CKM_RSA_PKCS => "CKM_RSA_PKCS",
+        CKM_SHA1_RSA_PKCS => "CKM_SHA1_RSA_PKCS",
+        CKM_SHA224_RSA_PKCS => "CKM_SHA224_RSA_PKCS",
+        CKM_SHA256_RSA_PKCS => "CKM_SHA256_RSA_PKCS",
+        CKM_SHA384_RSA_PKCS => "CKM_SHA384_RSA_PKCS",
+        CKM_SHA512_RSA_PKCS => "CKM_SHA512_RSA_PKCS",
+        CKM_RSA_PKCS_PSS => "CKM_RSA_PKCS_PSS",
+        CKM_SHA256_RSA_PKCS_PSS => "CKM_SHA256_RSA_PKCS_PSS",
+        other => return format!("0x{other:08X}"),
+    };
+    name.to_string()
+}
+
 /// The parameter of a `CK_MECHANISM`, as the ffi layer read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MechanismParam {

@@ -13,9 +13,11 @@ pub mod live_attributes;
 pub mod mechanism;
 pub mod module;
 pub mod object;
+pub mod phone;
 pub mod session;
 pub mod session_objects;
 pub mod token;
+pub mod usage;
 
 pub use error::{Error, Result};
 pub use module::Module;

@@ -22,6 +22,9 @@ pub struct KeyOperation {
     pub scheme: SignScheme,
     /// `C_SignUpdate`/`C_VerifyUpdate` was called: only the Final call may end it.
     pub multi_part: bool,
+    /// The mechanism, and a SHA-256 of the caller's data, for the usage history (src/history).
+    pub mechanism: CK_MECHANISM_TYPE,
+    pub data_sha256: sha2::Sha256,
 }
 
 /// Operations of one session.

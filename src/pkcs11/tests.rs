@@ -780,3 +780,5 @@ fn searches_read_only_the_files_that_can_match() {
         );
     }
 }
+
+mod phone_token;

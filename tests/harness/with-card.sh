@@ -36,6 +36,7 @@
 #   JPKI_TEST_RESTART_PCSCD        a script that restarts pcscd with the same configuration
 #   XDG_CACHE_HOME                 a private, initially empty cache directory (the module's
 #                                  certificate cache lives there, never in the user's)
+#   XDG_STATE_HOME                 $JPKI_TEST_WORKDIR/state (where the module's usage history goes)
 #
 # At the end, the run fails if any card received a VERIFY or CHANGE REFERENCE DATA with a PIN
 # of impossible format (the module must refuse those before the card), unless the environment
@@ -198,6 +199,9 @@ export JPKI_PCSC_TEST=1 JPKI_TEST_WORKDIR="$workdir" JPKI_TEST_PROFILE="$profile
     JPKI_TEST_CARDS="$cards" JPKI_TEST_CARD_BIN="$card_bin" JPKI_TEST_PCSCD_PID="$pcscd_pid" \
     JPKI_TEST_RESTART_PCSCD="$workdir/restart-pcscd.sh" JPKI_TEST_EXTENDED_APDU="$extended_apdu" \
     JPKI_TEST_CERT_DAYS="$cert_days" JPKI_TEST_NOT_AFTER="$not_after"
+# The module's usage history goes to the harness's directory, never to the developer's own
+# ~/.local/state.
+export XDG_STATE_HOME="$workdir/state"
 set +e
 "$@"
 rc=$?

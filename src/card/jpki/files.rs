@@ -8,6 +8,9 @@ pub const JPKI_AID: [u8; 10] = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 
 pub(super) const EF_TOKEN_INFO: u16 = 0x0006;
 /// Bytes of EF 0006 holding the label (MYNA reads 0x20, docs/card-protocol.md [C]).
 pub(super) const TOKEN_LABEL_LEN: u16 = 32;
+/// Bytes of EF 0006 holding the serial number, when the EF is the 160-byte serialised
+/// `CK_TOKEN_INFO` (label 32, manufacturer 32, model 16, serial 16; docs/card-protocol.md, [1]).
+pub(super) const TOKEN_SERIAL: std::ops::Range<usize> = 80..96;
 
 /// Largest certificate accepted (the JPKI ones are ~1.3–2 KB; docs/card-protocol.md).
 pub(super) const MAX_CERTIFICATE_LEN: usize = 8 * 1024;

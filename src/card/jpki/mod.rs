@@ -24,7 +24,7 @@ use super::apdu::{Command, StatusWord};
 use super::error::CardError;
 use super::pin::Pin;
 use crate::transport::Transport;
-use files::{EF_TOKEN_INFO, MAX_DIGEST_INFO_LEN, SIGNATURE_LEN, TOKEN_LABEL_LEN};
+use files::{EF_TOKEN_INFO, MAX_DIGEST_INFO_LEN, SIGNATURE_LEN, TOKEN_LABEL_LEN, TOKEN_SERIAL};
 use session::Session;
 use sfi::{refuses_form, sfi_p};
 
@@ -48,6 +48,12 @@ struct CardState {
     sfi: SfiSupport,
     /// Whether the card and reader pass extended-length READ BINARY (`extended.rs`).
     extended: Support,
+    /// The authentication certificate answered 6982 right after our own SELECT of the
+    /// application: on this token (the smartphone's, docs/phone-token.md) it needs the
+    /// authentication PIN, like the signature certificate needs the password. Learnt once, so
+    /// that a later refusal is not mistaken for another client's selection (whose recovery,
+    /// a re-SELECT, would forget every VERIFY). Kept across resets.
+    auth_cert_needs_pin: bool,
 }
 
 impl CardState {
@@ -192,19 +198,37 @@ impl JpkiCard {
     }
 
     /// The token label: the first 32 bytes of EF 0006, trimmed of spaces and NULs
-    /// (`JPKIAPICCTOKEN2` on a My Number Card).
+    /// (`JPKIAPICCTOKEN2` on a My Number Card, `JPKIAPGPSETOKEN` on the Android phone's token).
     pub fn token_label(&mut self) -> Result<String, CardError> {
+        let data = self.read_token_info(TOKEN_LABEL_LEN)?;
+        Ok(token_info_text(
+            &data[..data.len().min(TOKEN_LABEL_LEN as usize)],
+        ))
+    }
+
+    /// Label and serial number of EF 0006, in one READ BINARY. The serial is bytes 80..96 of
+    /// the 160-byte serialised `CK_TOKEN_INFO` the EF holds ([1], docs/card-protocol.md):
+    /// `None` when the EF is shorter or that field is blank or not printable ASCII. Names a
+    /// token whose certificates cannot be read before a PIN (the smartphone's).
+    pub fn token_label_and_serial(&mut self) -> Result<(String, Option<String>), CardError> {
+        let data = self.read_token_info(TOKEN_SERIAL.end as u16)?;
+        let label = token_info_text(&data[..data.len().min(TOKEN_LABEL_LEN as usize)]);
+        let serial = data
+            .get(TOKEN_SERIAL)
+            .map(token_info_text)
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()));
+        Ok((label, serial))
+    }
+
+    /// The first `len` bytes of EF 0006 (fewer if the EF is shorter).
+    fn read_token_info(&mut self, len: u16) -> Result<Vec<u8>, CardError> {
         self.with_session(|s| {
-            let (response, _) = s.read_start(EF_TOKEN_INFO, TOKEN_LABEL_LEN)?;
+            let (response, _) = s.read_start(EF_TOKEN_INFO, len)?;
             match response.sw {
-                StatusWord::OK | StatusWord::END_OF_FILE => {}
-                StatusWord::SECURITY_STATUS => return Err(CardError::SecurityStatusNotSatisfied),
-                sw => return Err(CardError::UnexpectedStatus(sw.0)),
+                StatusWord::OK | StatusWord::END_OF_FILE => Ok(response.data),
+                StatusWord::SECURITY_STATUS => Err(CardError::SecurityStatusNotSatisfied),
+                sw => Err(CardError::UnexpectedStatus(sw.0)),
             }
-            let label = String::from_utf8_lossy(&response.data);
-            Ok(label
-                .trim_matches(|c: char| c == ' ' || c == '\0')
-                .to_owned())
         })
     }
 
@@ -362,4 +386,11 @@ impl Drop for JpkiCard {
             }
         }
     }
+}
+
+/// A text field of EF 0006, trimmed of its space or NUL padding.
+fn token_info_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .trim_matches(|c: char| c == ' ' || c == '\0')
+        .to_owned()
 }

@@ -248,10 +248,18 @@ impl Session<'_> {
     ) -> Result<Vec<u8>, CardError> {
         let fid = file.fid();
         let result = self.read_der(fid, prefix.clone(), limit);
+        let is_auth = file == CertificateFile::Authentication;
+        let protected_by = file
+            .protected_by()
+            .or((is_auth && self.state.auth_cert_needs_pin).then_some(KeyKind::Authentication));
+        let refused = matches!(result, Err(CardError::SecurityStatusNotSatisfied));
+        if is_auth && refused && self.ap_selected_here {
+            self.state.auth_cert_needs_pin = true;
+        }
         // Another client may have selected another AP holding an EF of the same number
-        // (0001, 0002): a public file then reads as 6982 or as a non-certificate; the sign
-        // certificate answers 6982 although we verified its password.
-        let foreign = match (&result, file.protected_by()) {
+        // (0001, 0002): a public file then reads as 6982 or as a non-certificate; a protected
+        // certificate answers 6982 although we verified its PIN.
+        let foreign = match (&result, protected_by) {
             (Err(CardError::SecurityStatusNotSatisfied), None) => true,
             (Err(CardError::SecurityStatusNotSatisfied), Some(key)) => {
                 self.state.verified & key.bit() != 0
@@ -262,7 +270,11 @@ impl Session<'_> {
         if foreign && !self.ap_selected_here {
             log::debug!("EF {fid:04X} unreadable: JPKI AP deselected by another client?");
             self.select_ap(true)?;
-            return self.read_der(fid, prefix, limit);
+            let again = self.read_der(fid, prefix, limit);
+            if is_auth && matches!(again, Err(CardError::SecurityStatusNotSatisfied)) {
+                self.state.auth_cert_needs_pin = true;
+            }
+            return again;
         }
         result
     }

@@ -31,6 +31,10 @@ pub enum Key {
     Cache,
     /// Extended-length READ BINARY, detected with a fallback (`Config::extended_apdu`).
     ExtendedApdu,
+    /// Whether the usage history is written (`crate::history`).
+    History,
+    /// Which signatures are announced on the desktop (`crate::notify::NotifyPolicy`).
+    Notify,
 }
 
 /// One row of [`KEYS`].
@@ -76,6 +80,20 @@ pub const KEYS: &[KeyInfo] = &[
         env: "JPKI_PKCS11_EXTENDED_APDU",
         values: &["auto", "off"],
         default: "auto",
+    },
+    KeyInfo {
+        key: Key::History,
+        name: "history",
+        env: "JPKI_PKCS11_HISTORY",
+        values: &["on", "off"],
+        default: "on",
+    },
+    KeyInfo {
+        key: Key::Notify,
+        name: "notify",
+        env: "JPKI_PKCS11_NOTIFY",
+        values: &["sign", "all", "off"],
+        default: "sign",
     },
 ];
 

@@ -107,6 +107,8 @@ pub fn finalize() -> Result<()> {
     if let Some(m) = module {
         m.shut_down();
     }
+    // A program that signs and finalizes at once still gets its notification (bounded wait).
+    crate::notify::wait_pending();
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::mechanism::{self, Hasher, MechanismParam, SignScheme, PSS_MECHANISMS};
 use crate::pkcs11::object::{Object, ObjectHandle};
 use crate::pkcs11::session::{KeyOperation, Session, SessionHandle};
+use crate::pkcs11::usage;
 
 /// The operation kinds that end on an error of their calls ([`Module::end_operation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +126,8 @@ impl Module {
             public,
             scheme,
             multi_part: false,
+            mechanism: mech,
+            data_sha256: Default::default(),
         })
     }
 
@@ -174,7 +177,15 @@ impl Module {
             return Err(Error::OperationActive);
         }
         op.scheme.update(data, op.key_len)?;
-        s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
+        sha2::Digest::update(&mut op.data_sha256, data);
+        Self::sign_on_card(&s, op)
+    }
+
+    /// The card signature ending a sign operation, recorded in the usage history.
+    fn sign_on_card(s: &Session, op: KeyOperation) -> Result<Vec<u8>> {
+        let result = s.card.sign(op.kind, &op.public, &op.scheme.finish()?);
+        usage::signed(&s.card, op.kind, op.mechanism, op.data_sha256, &result);
+        result
     }
 
     /// `C_SignUpdate`.
@@ -192,6 +203,7 @@ impl Module {
             ops.sign = None;
             return Err(e);
         }
+        sha2::Digest::update(&mut op.data_sha256, data);
         Ok(())
     }
 
@@ -200,7 +212,7 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
-        s.card.sign(op.kind, &op.public, &op.scheme.finish()?)
+        Self::sign_on_card(&s, op)
     }
 
     /// `C_VerifyInit` with a mechanism without parameter.

@@ -12,6 +12,7 @@ use crate::card::KeyKind;
 use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::session::{Operations, Session, SessionHandle};
 use crate::pkcs11::token::{Card, LoginKind};
+use crate::pkcs11::usage;
 
 /// Session handles are never reused within a process.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -139,7 +140,9 @@ impl Module {
             // The card has no security officer PIN. Refused without card traffic.
             _ => return Err(Error::UserTypeInvalid),
         };
-        s.card.login(s.kind, how, pin)
+        let result = s.card.login(s.kind, how, pin);
+        usage::pin_verified(&s.card, s.kind, &result);
+        result
     }
 
     /// `C_Logout`.
@@ -158,7 +161,9 @@ impl Module {
         if !s.rw {
             return Err(Error::Other(CKR_SESSION_READ_ONLY));
         }
-        s.card.change_pin(s.kind, old, new)
+        let result = s.card.change_pin(s.kind, old, new);
+        usage::pin_changed(&s.card, s.kind, &result);
+        result
     }
 
     /// `C_SessionCancel`: ends the operations named by `flags` (`CKF_SIGN`, `CKF_VERIFY`,

@@ -10,6 +10,7 @@ use crate::card::{CardError, CertificateFile, KeyKind};
 use crate::pkcs11::cert::CertificateData;
 use crate::pkcs11::error::{Error, Result};
 use crate::pkcs11::object::{self, pair_names, Object, ObjectHandle};
+use crate::pkcs11::{phone, usage};
 
 /// A certificate EF and the objects built from it.
 #[derive(Default)]
@@ -158,14 +159,18 @@ impl Card {
                 return Err(Error::DeviceError);
             }
         }
-        // The signature certificate holds name and address: read only after the password.
-        let user_private = kind == KeyKind::Signature;
+        // The signature certificate holds name and address: read only after the password. On a
+        // phone token the authentication certificate too is private (phone.rs).
+        let user_private = kind == KeyKind::Signature || inner.phone.is_some();
         if want.user && wanted(&inner.tokens[idx].user) && (!user_private || logged_in) {
             let objects = match self.read_cert(inner, user_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
                     Ok(cert) => {
+                        crate::renewal::warn_once(kind, cert.not_after.as_ref());
                         if kind == KeyKind::Authentication {
                             inner.auth_serial = Some(cert.serial_value.clone());
+                        } else {
+                            usage::sign_certificate_read(&inner.history_ref(kind));
                         }
                         CertObjects::Loaded(vec![
                             Arc::new(object::certificate(
@@ -198,7 +203,13 @@ impl Card {
                         inner.tokens[idx].user.damaged()
                     }
                 },
-                Ok(ReadOutcome::NeedsLogin) => CertObjects::NeedsLogin,
+                Ok(ReadOutcome::NeedsLogin) => {
+                    if kind == KeyKind::Authentication && inner.phone.is_none() {
+                        let p = phone::detect(&mut inner.jpki);
+                        inner.became_phone(p);
+                    }
+                    CertObjects::NeedsLogin
+                }
                 Ok(ReadOutcome::Absent) => CertObjects::Absent,
                 Err(e) => return Err(e),
             };
@@ -219,6 +230,9 @@ impl Card {
     ) -> Result<Vec<ObjectHandle>> {
         self.check_present()?;
         let mut inner = self.inner.lock();
+        // A phone token is recognised by its authentication certificate (phone.rs), which
+        // C_GetTokenInfo reads before any client looks for objects; a profile search never
+        // reads it (traffic economy), so before that read the card's profiles are listed.
         let want = Files::for_template(kind, template);
         log::trace!(
             "search on {kind:?}: attribute types {:x?}, may read {want:?}",

@@ -9,6 +9,7 @@
 //! one card and its two tokens, and the token information.
 
 mod certificates;
+mod identity;
 mod login;
 mod signing;
 
@@ -110,6 +111,8 @@ struct CardInner {
     /// Where certificates come from: the card, or the cache checked against it
     /// (`cert_source.rs`).
     certs: CertSource,
+    /// Set when the token hides its authentication certificate before login (phone.rs).
+    phone: Option<crate::pkcs11::phone::PhoneToken>,
 }
 
 impl CardInner {
@@ -160,6 +163,7 @@ impl Card {
                 tokens: [TokenState::new(KINDS[0]), TokenState::new(KINDS[1])],
                 auth_serial: None,
                 certs,
+                phone: None,
             }),
         }
     }
@@ -258,7 +262,7 @@ impl Card {
     pub fn token_info(&self, kind: KeyKind) -> Result<TokenInfo> {
         self.check_present()?;
         let mut inner = self.inner.lock();
-        if inner.auth_serial.is_none() {
+        if inner.auth_serial.is_none() && inner.phone.is_none() {
             // The identity from the certificate's first chunk: its serial number
             // (`cert_source.rs`).
             let CardInner { jpki, certs, .. } = &mut *inner;
@@ -271,6 +275,11 @@ impl Card {
                     }
                     None => log::warn!("authentication certificate: no serial in its first bytes"),
                 },
+                // Only after the PIN: a smartphone token (phone.rs).
+                Err(CardError::SecurityStatusNotSatisfied) => {
+                    let p = crate::pkcs11::phone::detect(&mut inner.jpki);
+                    inner.became_phone(p);
+                }
                 Err(e) => {
                     let err = self.card_error(e);
                     if err == Error::DeviceRemoved {
@@ -294,27 +303,7 @@ impl Card {
                 }
             }
         }
-        // Serial: the authentication certificate's serial number in hex (last 16 digits);
-        // the label carries its last 8 digits so that two cards' tokens differ.
-        let serial = match &inner.auth_serial {
-            Some(s) => {
-                let first = s.iter().position(|b| *b != 0).unwrap_or(s.len());
-                let hex = crate::pkcs11::hex::encode(&s[first..], true);
-                let hex = if hex.is_empty() { "0".to_string() } else { hex };
-                hex[hex.len().saturating_sub(16)..].to_string()
-            }
-            None => String::new(),
-        };
-        let tag = &serial[serial.len().saturating_sub(8)..];
-        let base = match kind {
-            KeyKind::Authentication => "JPKI Auth",
-            KeyKind::Signature => "JPKI Sign",
-        };
-        let label = if tag.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base} {tag}")
-        };
+        let (label, serial) = inner.identity(kind);
         // CKF_RNG: C_GenerateRandom serves the operating system's generator.
         let mut flags = CKF_WRITE_PROTECTED
             | CKF_RNG
