@@ -94,9 +94,10 @@ echo "== the smartphone token (virtual card profile phone)"
 # The suites that must hold on the phone token too (docs/phone-token.md). pkcs11-tool.sh and
 # tls.sh read the authentication certificate after login there, as a person would; jpki-cli.sh
 # skips the card-info application, which the phone does not have; firefox.sh logs in before it
-# looks for the certificate (the phone token claims no CKP_PUBLIC_CERTIFICATES_TOKEN). Not here
-# yet: ssh.sh (`ssh-keygen -D` lists keys without logging in) and the other browser suites.
-for s in phone history notify pkcs11-tool tls firefox jpki-cli; do
+# looks for the certificate (the phone token claims no CKP_PUBLIC_CERTIFICATES_TOKEN), and so
+# does chromium.sh unchanged; ssh.sh checks that `ssh-keygen -D` and `ssh -I` find no
+# authentication key before login there, and logs in through `ssh-add -s` and ssh-agent.
+for s in phone history notify pkcs11-tool tls firefox chromium ssh jpki-cli; do
     step "[phone] $s.sh" "$harness" --profile phone -- bash "tests/integration/$s.sh"
 done
 

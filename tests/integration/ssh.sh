@@ -11,6 +11,13 @@
 # The module keeps the CA certificates (NSS, Java and pyHanko build chains from them); those CA
 # "identities" have no private key on the token, so no server can accept them, and only the
 # line labelled "JPKI User Authentication" belongs in authorized_keys. This suite checks that.
+#
+# The phone token (profile phone, docs/phone-token.md) shows its authentication key only after
+# the PIN. OpenSSH logs in only where it is given a PIN up front (`ssh-add -s`); `ssh-keygen -D`
+# and `ssh` with PKCS11Provider look for keys before any login, so there they find only the CA
+# "keys". There the suite checks that, and the way a phone user must go: `ssh-add -s` into
+# ssh-agent (PIN through SSH_ASKPASS), the key exported with `ssh-add -L`, and `ssh` signing
+# through the agent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 
@@ -19,6 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/check.bash"
 : "${JPKI_VC:=${JPKI_TEST_CARD_BIN:-$JPKI_ROOT/target/debug/jpki-virtual-card}}"
 [ "${JPKI_PCSC_TEST:-}" = 1 ] || { echo "ssh.sh: run me inside tests/harness/with-card.sh" >&2; exit 2; }
 [ -r "$JPKI_MODULE" ] || { echo "ssh.sh: module $JPKI_MODULE not found" >&2; exit 2; }
+phone=0; [ "${JPKI_TEST_PROFILE:-}" = phone ] && phone=1
 sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
 [ -x "$sshd_bin" ] || { echo "ssh.sh: sshd missing (apt-get install openssh-server)" >&2; exit 2; }
 module=$(realpath "$JPKI_MODULE")
@@ -64,13 +72,19 @@ sign_ca=$(openssl x509 -in "$tmp/certs/sign_ca_cert.pem" -noout -pubkey | ssh-ke
 sign_key=$(openssl x509 -in "$tmp/certs/sign_cert.pem" -noout -pubkey | ssh-keygen -i -m PKCS8 -f /dev/stdin | awk '{print $2}')
 
 setsid -w "${askpass_env[@]}" ssh-keygen -D "$module" > "$tmp/keygen.out" 2> "$tmp/keygen.err" </dev/null
-check "ssh-keygen -D lists the authentication key under its label" \
-    grep -qx "ssh-rsa $expected JPKI User Authentication" "$tmp/keygen.out"
+if [ "$phone" = 0 ]; then
+    check "ssh-keygen -D lists the authentication key under its label" \
+        grep -qx "ssh-rsa $expected JPKI User Authentication" "$tmp/keygen.out"
+else
+    check "ssh-keygen -D (phone) does not find the authentication key (private before login)" \
+        bash -c "! grep -q ' $expected' '$tmp/keygen.out' && ! grep -q 'JPKI User Authentication' '$tmp/keygen.out'"
+fi
 check "ssh-keygen -D lists the auth CA and sign CA keys (OpenSSH turns every certificate into a key)" \
     bash -c "grep -q ' $auth_ca ' '$tmp/keygen.out' && grep -q ' $sign_ca ' '$tmp/keygen.out'"
 check "ssh-keygen -D does not show the signature key (private before login)" \
     bash -c "! grep -q ' $sign_key' '$tmp/keygen.out'"
-check "ssh-keygen -D lists exactly 3 keys" test "$(wc -l < "$tmp/keygen.out")" -eq 3
+nkeys=$((3 - phone))
+check "ssh-keygen -D lists exactly $nkeys keys" test "$(wc -l < "$tmp/keygen.out")" -eq "$nkeys"
 check "ssh-keygen -D asked for no PIN" test ! -e "$tmp/askpass.log"
 check "ssh-keygen -D sent no VERIFY" test "$(stat_field verify_count)" -eq 0
 
@@ -106,9 +120,16 @@ check "sshd listens on 127.0.0.1:$port" grep -q "Server listening on 127.0.0.1 p
 # PKCS11Provider plus the card key's public half as IdentityFile with IdentitiesOnly, so that
 # only the authentication key is offered (not the CA "keys", see the top of this file).
 # (README: `ssh-keygen -D MODULE | grep 'JPKI User Authentication$' > ~/.ssh/jpki_auth.pub`)
-ssh-keygen -D "$module" 2>/dev/null | grep 'JPKI User Authentication$' > "$tmp/jpki_auth.pub"
-check "jpki_auth.pub holds the authentication key only" \
-    test "$(cat "$tmp/jpki_auth.pub")" = "ssh-rsa $expected JPKI User Authentication"
+# On the phone that finds nothing (section 1): there the phone user exports the key from the
+# agent after `ssh-add -s` (section 4), and the server already holds it in authorized_keys.
+if [ "$phone" = 0 ]; then
+    ssh-keygen -D "$module" 2>/dev/null | grep 'JPKI User Authentication$' > "$tmp/jpki_auth.pub"
+    check "jpki_auth.pub holds the authentication key only" \
+        test "$(cat "$tmp/jpki_auth.pub")" = "ssh-rsa $expected JPKI User Authentication"
+    cp "$tmp/jpki_auth.pub" "$tmp/authorized_keys"
+else
+    echo "ssh-rsa $expected JPKI User Authentication" > "$tmp/authorized_keys"
+fi
 cat > "$tmp/ssh_config" <<CONF
 Host card-test
     HostName 127.0.0.1
@@ -124,11 +145,32 @@ Host card-test
     ConnectTimeout 10
     LogLevel ERROR
 CONF
-cp "$tmp/jpki_auth.pub" "$tmp/authorized_keys"
 accepted() { grep -c "Accepted publickey for root from 127.0.0.1" "$tmp/sshd.log" || true; }
 
 # --- 3. ssh with PKCS11Provider: login with the card, PIN through SSH_ASKPASS ----------------
+if [ "$phone" = 1 ]; then
+    # ssh loads the module with no PIN and looks for keys before any login: on the phone it
+    # finds only the CA "keys", offers them (the server refuses them) and never asks a PIN.
+    auth_fp=$(ssh-keygen -lf "$tmp/authorized_keys" | awk '{print $2}')
+    rm -f "$tmp/askpass.log"
+    sigs_before=$(stat_field signatures)
+    acc_before=$(accepted)
+    if setsid -w "${askpass_env[@]}" timeout 60 ssh -v -I "$module" -o StrictHostKeyChecking=no \
+            -o UserKnownHostsFile=/dev/null -o PasswordAuthentication=no \
+            -o KbdInteractiveAuthentication=no -o PubkeyAcceptedAlgorithms=rsa-sha2-256 \
+            -p "$port" root@127.0.0.1 true </dev/null 2> "$tmp/ssh-phone.err"; then
+        not_ok "ssh -I MODULE (phone): cannot log in before any login to the token (it logged in)"
+    else
+        ok "ssh -I MODULE (phone): cannot log in, the authentication key is private before login"
+    fi
+    check "ssh -I MODULE (phone): offered the CA keys only, never the authentication key" \
+        bash -c "grep -q '^debug1: Offering public key' '$tmp/ssh-phone.err' && ! grep -q '$auth_fp' '$tmp/ssh-phone.err'"
+    check "ssh -I MODULE (phone): asked no PIN" test ! -e "$tmp/askpass.log"
+    check "ssh -I MODULE (phone): no signature" test "$(stat_field signatures)" -eq "$sigs_before"
+    check "ssh -I MODULE (phone): sshd accepted nothing" test "$(accepted)" -eq "$acc_before"
+fi
 for alg in rsa-sha2-256 rsa-sha2-512; do
+    [ "$phone" = 1 ] && break
     rm -f "$tmp/askpass.log"
     sigs_before=$(stat_field signatures)
     lcs_before=$(sign_lcs)
@@ -154,7 +196,9 @@ done
 
 # ssh -I on the command line, as the issue names it (same key, same server).
 rm -f "$tmp/askpass.log"
-if out=$(setsid -w "${askpass_env[@]}" timeout 60 ssh -I "$module" -i "$tmp/jpki_auth.pub" \
+if [ "$phone" = 1 ]; then
+    : # shown above: on the phone ssh -I finds no authentication key
+elif out=$(setsid -w "${askpass_env[@]}" timeout 60 ssh -I "$module" -i "$tmp/jpki_auth.pub" \
         -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
         -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o LogLevel=ERROR \
         -o PubkeyAcceptedAlgorithms=rsa-sha2-256 -p "$port" root@127.0.0.1 'echo dash-I' \
@@ -203,6 +247,12 @@ fi
 check "ssh-add -s asked for the PIN once" test "$(wc -l < "$tmp/askpass.log" 2>/dev/null || echo 0)" -eq 1
 ssh-add -L > "$tmp/agent-keys" 2>&1 || true
 check "ssh-add -L shows the authentication key" grep -q "^ssh-rsa $expected" "$tmp/agent-keys"
+if [ "$phone" = 1 ]; then
+    # The phone user's export (README, OpenSSH): after the login, from the agent.
+    grep 'JPKI User Authentication$' "$tmp/agent-keys" > "$tmp/jpki_auth.pub" || true
+    check "ssh-add -L (phone): jpki_auth.pub holds the authentication key only" \
+        test "$(cat "$tmp/jpki_auth.pub")" = "ssh-rsa $expected JPKI User Authentication"
+fi
 check "ssh-add -l lists the card's key with its fingerprint" \
     bash -c "ssh-add -l | grep -q \"\$(ssh-keygen -lf '$tmp/authorized_keys' | awk '{print \$2}')\""
 check "ssh-add -s: exactly one VERIFY reached the card (auth PIN only)" \
