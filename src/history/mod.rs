@@ -13,22 +13,25 @@
 //! sandbox) is logged once per process as a warning and otherwise ignored, so it can never
 //! change an operation's outcome. Switched off by the `history` setting (`JPKI_PKCS11_HISTORY=off`, a module
 //! parameter or the configuration file; `pkcs11::config`).
-//! `jpki history` reads it back with [`store::read_lines`] and this module's [`Entry`].
+//! The line is written by hand (`line`), so the module carries no JSON library; `jpki history`
+//! reads it back with [`store::read_lines`] and this module's [`Entry`] under the `serde`
+//! feature, which only the CLI turns on.
 
+mod line;
 pub mod store;
 pub mod time;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::card::KeyKind;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Event {
     Sign,
     PinVerify,
@@ -49,7 +52,8 @@ impl Event {
 }
 
 /// One line of the history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Entry {
     /// UTC, RFC 3339.
     pub time: String,
@@ -63,14 +67,23 @@ pub struct Entry {
     /// `auth` or `sign` ([`key_name`]).
     pub key: String,
     pub event: Event,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub mechanism: Option<String>,
     /// `ok`, or what went wrong (`pin_incorrect`, `pin_locked`, an error text).
     pub result: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub tries_left: Option<u8>,
     /// Hex SHA-256 of the data the program asked to sign.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub data_sha256: Option<String>,
 }
 
@@ -139,12 +152,11 @@ pub fn record(entry: &Entry) {
         return;
     }
     static WARNED: AtomicBool = AtomicBool::new(false);
-    let result = match (dir(), serde_json::to_string(entry)) {
-        (Some(d), Ok(line)) => {
-            store::append(&d, &line).map_err(|e| format!("{}: {e}", d.display()))
+    let result = match dir() {
+        Some(d) => {
+            store::append(&d, &entry.to_json_line()).map_err(|e| format!("{}: {e}", d.display()))
         }
-        (None, _) => Err("no XDG_STATE_HOME or HOME".to_string()),
-        (_, Err(e)) => Err(e.to_string()),
+        None => Err("no XDG_STATE_HOME or HOME".to_string()),
     };
     if let Err(e) = result {
         if !WARNED.swap(true, Ordering::Relaxed) {
