@@ -18,6 +18,9 @@
 //!   magic or version, a bad checksum (corruption, truncation), an unknown or repeated tag, a
 //!   file over 64 KiB, a key record that is not this file's key — makes the whole file count as
 //!   absent: it is rewritten at the next store, never an error.
+//!
+//! Longer than the project's ~500 lines only by its unit tests at the end, kept next to the
+//! file format they check.
 
 use std::fs;
 use std::io::Write;

@@ -5,6 +5,9 @@
 //! This file owns their template rules (which attributes a class has, which are required,
 //! which only the module sets, which cannot change) and the store with its caps; the module
 //! decides visibility and lifetime (owner session, login state, card).
+//!
+//! Longer than the project's ~500 lines only by its unit tests at the end, kept next to the
+//! template rules they check.
 
 use std::sync::Arc;
 
