@@ -57,8 +57,9 @@ bg setsid env JPKI_PKCS11_LOG=${LO_LOG:-warn} SAL_LOG=${LO_SAL_LOG:--INFO-WARN} 
 bg_pids+=("$!")
 
 v0=$(card_stat verify_count); s0=$(card_stat signatures)
-timeout 180 /usr/bin/python3 "$here/lib/lo_sign.py" "$pipe" "$tmp" >lo.txt 2>&1
+timeout 420 /usr/bin/python3 "$here/lib/lo_sign.py" "$pipe" "$tmp" >lo.txt 2>&1
 cat lo.txt | sed 's/^/# /'
+grep -q "did not come up" lo.txt && tail -n 20 soffice.log | sed 's/^/# soffice: /'
 check "one password dialog appeared (LibreOffice's own)" test "$(wc -l <dialogs.txt 2>/dev/null || echo 0)" -eq 1
 check "LibreOffice logged in to the signature token once" test "$(card_stat verify_count)" -eq $((v0 + 1))
 check "LibreOffice signed the ODF document" grep -q "odf signed: True" lo.txt

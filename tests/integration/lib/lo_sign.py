@@ -29,12 +29,15 @@ def prop(name, value):
 def connect(pipe):
     local = uno.getComponentContext()
     resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
-    for _ in range(200):
+    # A first start creates the user profile: on a fresh two-core machine, with the rest of the
+    # suite beside it, that has taken more than a minute. This only waits for readiness.
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
         try:
             return resolver.resolve(f"uno:pipe,name={pipe};urp;StarOffice.ComponentContext")
         except Exception:
             time.sleep(0.3)
-    raise SystemExit("LibreOffice did not come up")
+    raise SystemExit("LibreOffice did not come up within 240 s")
 
 
 def zip_storage(factory, url, mode):
