@@ -45,6 +45,7 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
             // in place before any slot exists, and a C_Initialize that finds the module already
             // initialised (CKR_CRYPTOKI_ALREADY_INITIALIZED) changes none of them.
             crate::pkcs11::config::load(params.as_deref());
+            crate::notify::set_threads_allowed(threads_allowed);
             Box::new(if threads_allowed {
                 PcscReaders::new()
             } else {
