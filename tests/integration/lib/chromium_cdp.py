@@ -58,35 +58,39 @@ def main():
     ap.add_argument("--until", default=r"Protocol  : TLSv1\.[23]|ERR_[A-Z_]+")
     args = ap.parse_args()
     deadline = time.time() + args.timeout
-    page = first_page(args.port, deadline)
-    cdp = Cdp(page["webSocketDebuggerUrl"])
-    if args.navigate:
-        cdp.call("Page.navigate", url=args.navigate)
-        time.sleep(0.2)
     until = re.compile(args.until)
     result = {"url": None, "text": ""}
     matched = False
-    while time.time() < deadline:
-        try:
-            r = cdp.call(
-                "Runtime.evaluate",
-                expression="JSON.stringify({url: location.href, "
-                "text: document.body ? document.body.innerText : ''})",
-                returnByValue=True,
-            )
-            value = r.get("result", {}).get("value")
-            if value:
-                result = json.loads(value)
-                if until.search(result.get("text", "")):
-                    matched = True
-                    break
-        except (RuntimeError, websocket.WebSocketException, OSError):
-            pass  # page in transition
-        time.sleep(0.2)
-    with open(args.outfile, "w") as f:
-        json.dump(result, f, indent=1)
+    try:
+        page = first_page(args.port, deadline)
+        cdp = Cdp(page["webSocketDebuggerUrl"])
+        if args.navigate:
+            cdp.call("Page.navigate", url=args.navigate)
+            time.sleep(0.2)
+        while time.time() < deadline:
+            try:
+                r = cdp.call(
+                    "Runtime.evaluate",
+                    expression="JSON.stringify({url: location.href, "
+                    "text: document.body ? document.body.innerText : ''})",
+                    returnByValue=True,
+                )
+                value = r.get("result", {}).get("value")
+                if value:
+                    result = json.loads(value)
+                    if until.search(result.get("text", "")):
+                        matched = True
+                        break
+            except (RuntimeError, websocket.WebSocketException, OSError):
+                pass  # page in transition
+            time.sleep(0.2)
+    except (SystemExit, RuntimeError, websocket.WebSocketException, OSError) as e:
+        # Chromium gone or not answering: the checks read why from the file.
+        result["error"] = str(e) or type(e).__name__
+    finally:
+        with open(args.outfile, "w") as f:
+            json.dump(result, f, indent=1)
     raise SystemExit(0 if matched else 1)
-
 
 if __name__ == "__main__":
     main()
