@@ -6,8 +6,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use jpki_pkcs11::card::{CardError, CertificateFile, KeyKind, Pin};
+use jpki_pkcs11::card::{CardError, CertificateFile, JpkiCard, KeyKind, Pin};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use super::args::Args;
 use super::common::{self, card_failure, Exit, Failure, PinSource, Progress, Report};
@@ -68,17 +69,63 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
     if password.is_some() {
         files.push(("sign_cert", CertificateFile::Signature));
     }
-    let mut written: Vec<PathBuf> = Vec::new();
+    // Everything is read before anything is written: a wrong password (or a card pulled out)
+    // leaves no half export behind, which a user would take for a finished one.
     let mut verified = false;
+    let read = read_all(
+        &mut card,
+        &mut pins,
+        files,
+        password.as_ref(),
+        &mut verified,
+    );
+    if verified {
+        // Leave no verified PIN behind on the card, whatever happened.
+        let _ = card.logout();
+    }
+    drop(progress);
+    let read = read?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    for (name, file, der) in &read {
+        let private = *file == CertificateFile::Signature;
+        let der_path = dir.join(format!("{name}.der"));
+        let pem_path = dir.join(format!("{name}.pem"));
+        write_file(&der_path, der, private)?;
+        let pem = Zeroizing::new(common::pem(der)?);
+        write_file(&pem_path, pem.as_bytes(), private)?;
+        written.push(der_path);
+        written.push(pem_path);
+    }
+    let report = ExportReport {
+        files: written.iter().map(|p| p.display().to_string()).collect(),
+        signature_certificate: sign,
+    };
+    common::output(args, &report);
+    Ok(())
+}
+
+/// A certificate read from the card: its file name stem, which file, its DER.
+type ReadCertificate<'a> = (&'a str, CertificateFile, Zeroizing<Vec<u8>>);
+
+/// Reads `files` in order; `verified` tells whether a PIN was verified on the way (also when an
+/// error came after it), so that the caller logs out.
+fn read_all<'a>(
+    card: &mut JpkiCard,
+    pins: &mut PinSource,
+    files: Vec<(&'a str, CertificateFile)>,
+    password: Option<&Pin>,
+    verified: &mut bool,
+) -> Result<Vec<ReadCertificate<'a>>, Failure> {
+    let mut read = Vec::new();
     for (name, file) in files {
         // The password just before the signature certificate, the last file: reading a file
         // the card refuses (the phone's authentication certificate) re-selects the
         // application, which would forget an earlier VERIFY.
-        if let (CertificateFile::Signature, Some(pw)) = (file, &password) {
+        if let (CertificateFile::Signature, Some(pw)) = (file, password) {
             card.verify_pin(pw)
                 .map_err(|e| card_failure(e, "signature password"))?;
+            *verified = true;
         }
-        verified |= file == CertificateFile::Signature;
         let der = match card.read_certificate(file) {
             // A smartphone token shows its authentication certificate only after the
             // authentication PIN (docs/phone-token.md): ask for it, as the card asks for the
@@ -93,29 +140,13 @@ pub fn export(args: &Args, dir: &Path, sign: bool) -> Result<(), Failure> {
                 })?;
                 card.verify_pin(&pin)
                     .map_err(|e| card_failure(e, "authentication PIN"))?;
-                verified = true;
+                *verified = true;
                 card.read_certificate(file)
             }
             other => other,
         }
         .map_err(|e| card_failure(e, "card"))?;
-        let private = file == CertificateFile::Signature;
-        let der_path = dir.join(format!("{name}.der"));
-        let pem_path = dir.join(format!("{name}.pem"));
-        write_file(&der_path, &der, private)?;
-        write_file(&pem_path, common::pem(&der)?.as_bytes(), private)?;
-        written.push(der_path);
-        written.push(pem_path);
+        read.push((name, file, Zeroizing::new(der)));
     }
-    if verified {
-        // Leave no verified PIN behind on the card.
-        let _ = card.logout();
-    }
-    drop(progress);
-    let report = ExportReport {
-        files: written.iter().map(|p| p.display().to_string()).collect(),
-        signature_certificate: sign,
-    };
-    common::output(args, &report);
-    Ok(())
+    Ok(read)
 }

@@ -130,6 +130,11 @@ check "certs export: no signature certificate without --sign" test ! -e "$tmp/ex
 run_pins export2 $'ABC123\n'"$auth_pin_line" certs export --dir "$tmp/exp2" --sign
 check "certs export --sign: signature certificate equals the card's" cmp -s "$tmp/exp2/sign_cert.der" "$tmp/card/sign_cert.der"
 check "certs export --sign: owner-only file" test "$(stat -c %a "$tmp/exp2/sign_cert.der")" = 600
+# A wrong password (one try spent; the right one below gives it back) ends the export with
+# nothing written: a half export would look finished.
+run_pins export3 $'XYZ999\n'"$auth_pin_line" certs export --dir "$tmp/exp3" --sign
+check "certs export --sign, wrong password: fails and writes no file" \
+    test "$rc" -ne 0 -a -d "$tmp/exp3" -a -z "$(ls -A "$tmp/exp3")"
 
 # --- sign / verify ----------------------------------------------------------------------------
 printf 'a document to sign\n' >"$tmp/doc.txt"
