@@ -12,7 +12,7 @@
 //! the virtual card's `stats` between calls (outside the timed intervals).
 //!
 //! Each sequence is what a real client does; the `startup` one follows NSS's discovery
-//! (docs/clients.md, "NSS"): `C_Initialize`, `C_GetInfo`, `C_GetSlotList(FALSE)`, per slot
+//! (docs/client-behaviour.md, "NSS"): `C_Initialize`, `C_GetInfo`, `C_GetSlotList(FALSE)`, per slot
 //! `C_GetSlotInfo`, and for a present token `C_GetTokenInfo`, `C_GetMechanismList`,
 //! `C_OpenSession`, a search for every object and a read of the attributes NSS reads, then
 //! `C_Finalize`.

@@ -361,7 +361,7 @@ fn objects_and_attributes() {
             assert!(size > 0);
         }
 
-        // Searches the clients make (docs/clients.md: NSS, OpenSSH, Java, "Objects the clients look for"); all served from memory.
+        // Searches the clients make (docs/client-behaviour.md: NSS, OpenSSH, Java, "Objects the clients look for"); all served from memory.
         let apdus = stats().apdus();
         let x509 = x509_cert::Certificate::from_der(&der).expect("cert");
         let subject = x509.tbs_certificate.subject.to_der().expect("der");

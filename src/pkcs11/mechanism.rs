@@ -9,7 +9,7 @@
 //! RSASSA-PSS (`CKM_RSA_PKCS_PSS`, `CKM_SHA256_RSA_PKCS_PSS`, [`PSS_MECHANISMS`]) is offered only
 //! on tokens whose card signs PSS itself (P1 = 04, detected by `card::jpki::pss`), and only with
 //! the TLS 1.3 parameters the card implements: SHA-256, MGF1-SHA-256, salt length 32
-//! ([`PssParams::require_card_params`]). PSS is never emulated over raw RSA (docs/clients.md).
+//! ([`PssParams::require_card_params`]). PSS is never emulated over raw RSA (docs/client-behaviour.md).
 
 use cryptoki_sys::*;
 use rsa::{Pkcs1v15Sign, RsaPublicKey};

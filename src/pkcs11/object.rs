@@ -339,7 +339,7 @@ pub fn private_key(
         .bool(CKA_NEVER_EXTRACTABLE, true)
         .bool(CKA_WRAP_WITH_TRUSTED, false)
         // FALSE for both keys: jarsigner, pkcs11-provider and others fail on TRUE, and NSS
-        // would prompt twice (docs/clients.md). See include/jpki-pkcs11.h.
+        // would prompt twice (docs/client-behaviour.md). See include/jpki-pkcs11.h.
         .bool(CKA_ALWAYS_AUTHENTICATE, false)
         .sensitive(CKA_PRIVATE_EXPONENT)
         .sensitive(CKA_PRIME_1)

@@ -11,7 +11,7 @@
 #
 # TLS 1.2 must log in and show our certificate. TLS 1.3: with a module that advertises
 # CKM_RSA_PKCS_PSS on the auth token it must work; without it Chromium must stop with
-# ERR_SSL_CLIENT_AUTH_NO_COMMON_ALGORITHMS (docs/clients.md, "TLS 1.3 needs RSA-PSS").
+# ERR_SSL_CLIENT_AUTH_NO_COMMON_ALGORITHMS (docs/client-behaviour.md, "TLS 1.3 needs RSA-PSS").
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib/browser-common.sh"
 

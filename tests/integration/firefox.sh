@@ -5,7 +5,7 @@
 # README tells users to: the enterprise policy SecurityDevices in policies.json of Firefox's
 # distribution directory (here a private copy, bind-mounted in the harness's own mount
 # namespace, so the machine's Firefox is untouched). The PIN is typed into Firefox's own
-# password prompt, answered once (docs/clients.md, "Browsers in tests").
+# password prompt, answered once (docs/client-behaviour.md, "Browsers in tests").
 #
 # Servers: openssl s_server -Verify 2 -www on 127.0.0.1, one TLS 1.2 only, one TLS 1.3 only.
 # TLS 1.2 must log in and show our certificate. TLS 1.3 needs RSA-PSS in CertificateVerify: with a

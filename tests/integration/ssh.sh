@@ -225,7 +225,7 @@ else
 fi
 
 # --- 4. ssh-agent + ssh-add -s -------------------------------------------------------------------
-# ssh-add -s asks ONE PIN and offers it to every token that needs a login (docs/clients.md, "OpenSSH").
+# ssh-add -s asks ONE PIN and offers it to every token that needs a login (docs/client-behaviour.md, "OpenSSH").
 # The signature token must refuse "1234" locally (4 characters < 6): no VERIFY for it, no try lost.
 verify_before=$(stat_field verify_count)
 # ssh-agent loads PKCS#11 modules only from its allowlist (default /usr/lib*/*,/usr/local/lib*/*):

@@ -60,7 +60,7 @@ impl TokenState {
         // The authentication token's certificates are all public. The signature token declares
         // the same by default so that NSS never asks for the signature password just to list
         // certificates (see `config::SignCertLookup`); its certificate stays a private object,
-        // visible only after login (docs/clients.md).
+        // visible only after login (docs/client-behaviour.md).
         let sign_public = config::get().sign_cert_lookup() == SignCertLookup::WithoutLogin;
         let ids: &[CK_PROFILE_ID] = match kind {
             KeyKind::Authentication => &[CKP_PUBLIC_CERTIFICATES_TOKEN, CKP_AUTHENTICATION_TOKEN],
