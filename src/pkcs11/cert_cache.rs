@@ -65,6 +65,13 @@ pub struct Entry {
 /// Where the cache directory is (whether it exists or not): `$XDG_CACHE_HOME/jpki-pkcs11`,
 /// else `$HOME/.cache/jpki-pkcs11`; `None` if neither is an absolute path.
 pub fn location() -> Option<PathBuf> {
+    if cfg!(test) {
+        // The unit tests run the module in process, many at once, with the caller's HOME:
+        // they never touch a real cache directory (what one test stored would change what the
+        // next one sends to its card). The cache is tested on explicit directories here and
+        // through pcscd in tests/cert_cache.rs.
+        return None;
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())

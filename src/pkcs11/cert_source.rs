@@ -47,7 +47,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use der::{Decode, Header, Reader, SliceReader};
+#[cfg(not(test))]
 use once_cell::sync::Lazy;
+#[cfg(not(test))]
 use parking_lot::Mutex;
 
 use super::cert::{issued_by, CertificateData};
@@ -61,11 +63,45 @@ pub const CHUNK: usize = 256;
 /// What extended-length READ BINARY and the SFI read did through each reader, per card kind
 /// (ATR), in this process (a card that was dropped by a reader under such a command comes back
 /// as a new insertion: it must not be tried again).
+#[cfg(not(test))]
 static BY_READER: Lazy<Mutex<HashMap<ReaderAndAtr, ReaderEntry>>> =
     Lazy::new(|| Mutex::new(HashMap::new()));
 
+// The unit tests share one process and one reader name: each test thread has its own memory
+// (and each rig forgets it, `forget_readers`), so that no test's APDU counts depend on which
+// tests ran before.
+#[cfg(test)]
+thread_local! {
+    static BY_READER: std::cell::RefCell<HashMap<ReaderAndAtr, ReaderEntry>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
 /// A reader's name and the ATR of the card in it.
 type ReaderAndAtr = (String, Vec<u8>);
+
+/// Forgets every reader (unit tests: each rig starts as a new process would).
+#[cfg(test)]
+pub(crate) fn forget_readers() {
+    BY_READER.with(|m| m.borrow_mut().clear());
+}
+
+/// What this process learnt through `reader` with a card of this ATR.
+fn reader_known(reader: &str, atr: &[u8]) -> Option<ReaderEntry> {
+    let key = (reader.to_string(), atr.to_vec());
+    #[cfg(not(test))]
+    return BY_READER.lock().get(&key).copied();
+    #[cfg(test)]
+    return BY_READER.with(|m| m.borrow().get(&key).copied());
+}
+
+/// Records what this process learnt through `reader` with a card of this ATR.
+pub(crate) fn reader_learnt(reader: &str, atr: &[u8], entry: ReaderEntry) {
+    let key = (reader.to_string(), atr.to_vec());
+    #[cfg(not(test))]
+    BY_READER.lock().insert(key, entry);
+    #[cfg(test)]
+    BY_READER.with(|m| m.borrow_mut().insert(key, entry));
+}
 
 /// The certificates of one card insertion, and what the cache knows of the card.
 pub struct CertSource {
@@ -210,11 +246,7 @@ impl CertSource {
         };
         let atr = jpki.atr();
         let extended_off = !cfg.extended_apdu();
-        let known = BY_READER
-            .lock()
-            .get(&(reader.to_string(), atr.clone()))
-            .copied();
-        let known = known.or_else(|| {
+        let known = reader_known(reader, &atr).or_else(|| {
             dir.as_deref()
                 .and_then(|d| cert_cache::load_reader(d, reader, &atr))
         });
@@ -338,7 +370,9 @@ impl CertSource {
             // Private (name, address, birth date): from the card, never near the cache.
             return jpki.read_certificate(file);
         }
-        if self.dir.is_some() && self.auth_chunk.is_none() {
+        // A token that hides its authentication certificate before login (the phone's)
+        // proves nothing before it: its CA certificates come from the card.
+        if self.dir.is_some() && self.auth_chunk.is_none() && !jpki.auth_certificate_needs_pin() {
             match self.identity(jpki) {
                 Ok(_) => {}
                 Err(e) if file == CertificateFile::Authentication => return Err(e),
@@ -475,9 +509,7 @@ impl CertSource {
             };
             if self.reader_noted != Some(now) {
                 self.reader_noted = Some(now);
-                BY_READER
-                    .lock()
-                    .insert((self.reader.clone(), self.atr.clone()), now);
+                reader_learnt(&self.reader, &self.atr, now);
                 if let Some(dir) = &self.dir {
                     cert_cache::store_reader(dir, &self.reader, &self.atr, &now);
                 }

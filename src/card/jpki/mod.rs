@@ -131,6 +131,13 @@ impl JpkiCard {
         self.state.released |= key.bit();
     }
 
+    /// Whether this token answered 6982 to a read of its authentication certificate right
+    /// after our own SELECT of the application (the smartphone's token): a read of it before
+    /// the authentication PIN is verified is refused again, so it is not tried.
+    pub fn auth_certificate_needs_pin(&self) -> bool {
+        self.state.auth_cert_needs_pin && !self.is_verified(KeyKind::Authentication)
+    }
+
     /// What the card has shown so far of the SFI forms (module documentation).
     pub fn sfi_support(&self) -> SfiSupport {
         self.state.sfi
