@@ -7,10 +7,13 @@
 //!   names the card's cache file. When the cache holds a copy whose first chunk is exactly this
 //!   one, nothing more is read. Otherwise (cache off, first process on this card, a changed
 //!   certificate) the rest follows at once in the same transaction, continuing where the chunk
-//!   ended (the `rest_now` rule): nearly every client needs the certificate later (its value, its key),
-//!   and reading the rest in a later transaction would cost one more APDU to make the file
-//!   current again. Only `pkcs11-tool -L`-like clients would gain from stopping at the chunk,
-//!   and with the cache every process after the first does.
+//!   ended (the `rest_now` rule): nearly every client of the authentication token needs the
+//!   certificate later (its value, its key), and reading the rest in a later transaction would
+//!   cost one more APDU to make the file current again. Only `pkcs11-tool -L`-like clients
+//!   would gain from stopping at the chunk, and with the cache every process after the first
+//!   does. When the identity is asked for the signature token alone (a document signer's
+//!   `C_GetTokenInfo`), the chunk is all it needs: the rest waits for a client of the
+//!   authentication token.
 //! - **The cache holds public certificates only**: the authentication certificate and the two
 //!   CA certificates, keyed by the authentication certificate's issuer and serial number. The
 //!   signature certificate is read from the card every time and never given to the cache.
@@ -55,7 +58,7 @@ use parking_lot::Mutex;
 use super::cert::{issued_by, CertificateData};
 use super::cert_cache::{self, Entry, ReaderEntry};
 use super::config;
-use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, SfiSupport, Support};
+use crate::card::{AfterChunk, CardError, CertificateFile, JpkiCard, KeyKind, SfiSupport, Support};
 
 /// Bytes of the identity chunk: one short READ BINARY.
 pub const CHUNK: usize = 256;
@@ -286,8 +289,14 @@ impl CertSource {
     }
 
     /// The authentication certificate's first chunk (read once per insertion): the token's
-    /// identity, and the key of the card's cache file, which is looked up here.
-    pub fn identity(&mut self, jpki: &mut JpkiCard) -> Result<Vec<u8>, CardError> {
+    /// identity, and the key of the card's cache file, which is looked up here. `for_auth`:
+    /// the identity is asked for the authentication token (or its certificate), whose client
+    /// nearly always needs the whole certificate next (the `rest_now` rule); asked for the
+    /// signature token alone, the chunk is all that is needed, and the rest is read only if a
+    /// client of the authentication token asks for it — or if it is the extended-length probe
+    /// not made yet on this card and reader ([`AfterChunk::ProbeExtended`]: the signature
+    /// certificate, read after the password, can no longer try it).
+    pub fn identity(&mut self, jpki: &mut JpkiCard, for_auth: bool) -> Result<Vec<u8>, CardError> {
         if let Some(chunk) = &self.auth_chunk {
             return Ok(chunk.clone());
         }
@@ -298,11 +307,16 @@ impl CertSource {
         let mut found: Option<(String, Option<Entry>)> = None;
         let (chunk, whole) =
             jpki.read_certificate_prefix_then(CertificateFile::Authentication, CHUNK, |chunk| {
+                let miss = if for_auth {
+                    AfterChunk::Rest
+                } else {
+                    AfterChunk::ProbeExtended
+                };
                 let Some((issuer, serial)) = issuer_and_serial(chunk) else {
-                    return true;
+                    return miss;
                 };
                 let Some(dir) = &dir else {
-                    return true;
+                    return miss;
                 };
                 let key = cert_cache::card_key(issuer, serial);
                 let entry = cert_cache::load(dir, &key);
@@ -311,7 +325,11 @@ impl CertSource {
                     .and_then(|e| e.auth.as_ref())
                     .is_some_and(|auth| same_certificate(auth, chunk));
                 found = Some((key, entry));
-                !hit
+                if hit {
+                    AfterChunk::Stop
+                } else {
+                    miss
+                }
             })?;
         if issuer_and_serial(&chunk).is_some() {
             // Kept for the rest of the insertion; a chunk that names nothing (a damaged
@@ -373,7 +391,7 @@ impl CertSource {
         // A token that hides its authentication certificate before login (the phone's)
         // proves nothing before it: its CA certificates come from the card.
         if self.dir.is_some() && self.auth_chunk.is_none() && !jpki.auth_certificate_needs_pin() {
-            match self.identity(jpki) {
+            match self.identity(jpki, true) {
                 Ok(_) => {}
                 Err(e) if file == CertificateFile::Authentication => return Err(e),
                 Err(e) => log::debug!("no card identity for the cache: {e}"),
