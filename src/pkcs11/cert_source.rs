@@ -38,9 +38,10 @@
 //!   login, such as the phone's token), each CA certificate is proven by its own first chunk,
 //!   or read from the card.
 //! - **What a card showed of its command forms** (SFI, PSS) is kept with its certificates, and
-//!   **whether extended-length APDUs work through a reader** is kept per reader (in memory for
-//!   the process, and in the cache): a wrong belief costs one refused command and is corrected.
-//!
+//!   **whether extended-length APDUs work, and whether the SFI form of READ BINARY was
+//!   refused**, per reader and kind of card (its ATR: in memory for the process, and in the
+//!   cache), so that a later process sends neither probe before the card's identity names its
+//!   own entry: a wrong belief costs one refused command, or a SELECT EF, and is corrected.
 //!
 //! Longer than the project's ~500 lines only by its unit tests at the end.
 //!
@@ -98,7 +99,7 @@ fn reader_known(reader: &str, atr: &[u8]) -> Option<ReaderEntry> {
 }
 
 /// Records what this process learnt through `reader` with a card of this ATR.
-pub(crate) fn reader_learnt(reader: &str, atr: &[u8], entry: ReaderEntry) {
+fn reader_learnt(reader: &str, atr: &[u8], entry: ReaderEntry) {
     let key = (reader.to_string(), atr.to_vec());
     #[cfg(not(test))]
     BY_READER.lock().insert(key, entry);
@@ -493,19 +494,36 @@ impl CertSource {
             "certificate cache: the signature CA certificate is not the signature \
              certificate's issuer; read again from the card"
         );
-        if let (Some(dir), Some(key)) = (&self.dir, &self.key) {
-            if self.stored.sign_ca.is_some() {
-                self.stored.sign_ca = None;
-                store_checked(dir, key, &self.stored);
+        let card = match jpki.read_certificate(CertificateFile::SignatureCa) {
+            Ok(card) => card,
+            Err(e) => {
+                self.forget_stored_sign_ca();
+                return Err(e);
             }
+        };
+        if card == cached {
+            // The card's own (its certificates carry no matching key identifiers): nothing
+            // stale, nothing to change.
+            self.entry.sign_ca = Some(cached);
+            return Ok(None);
         }
-        let card = jpki.read_certificate(CertificateFile::SignatureCa)?;
+        self.forget_stored_sign_ca();
         // Read while the password is verified: kept in memory only (see `read_without_pin`).
         self.private_read = true;
         if usable(&card) {
             self.entry.sign_ca = Some(card.clone());
         }
         Ok(Some(card))
+    }
+
+    /// Drops the signature CA certificate from this card's cache file (the rest stays).
+    fn forget_stored_sign_ca(&mut self) {
+        if let (Some(dir), Some(key)) = (&self.dir, &self.key) {
+            if self.stored.sign_ca.is_some() {
+                self.stored.sign_ca = None;
+                store_checked(dir, key, &self.stored);
+            }
+        }
     }
 
     /// The cache's place for a public certificate (never called for the signature one).
@@ -557,6 +575,8 @@ impl CertSource {
             let _ = std::fs::remove_file(dir.join(key));
             self.entry = Entry::default();
             self.stored = Entry::default();
+            self.proven = false;
+            self.sign_ca_unchecked = false;
         }
     }
 }
