@@ -146,7 +146,9 @@ fn identity_chunk_then_rest_reads_nothing_twice_on_short_apdus() {
         jpki.assume_extended(Support::No);
         let der = vc.lock().state().auth_certificate().to_vec();
         let (chunk, whole) = jpki
-            .read_certificate_prefix_then(CertificateFile::Authentication, 256, |_| true)
+            .read_certificate_prefix_then(CertificateFile::Authentication, 256, |_| {
+                AfterChunk::Rest
+            })
             .unwrap();
         assert_eq!(chunk, der[..256]);
         assert_eq!(whole.unwrap(), der);
@@ -157,5 +159,45 @@ fn identity_chunk_then_rest_reads_nothing_twice_on_short_apdus() {
             "{profile:?}: {bytes_read} bytes for a {}-byte certificate",
             der.len()
         );
+    }
+}
+
+#[test]
+fn a_probe_after_the_identity_chunk_reads_the_rest_only_in_one_extended_read() {
+    for profile in PROFILES {
+        for (mode, works) in [(ExtendedApdu::Accept, true), (ExtendedApdu::Refuse, false)] {
+            let (mut jpki, vc) = card(profile, mode);
+            let der = vc.lock().state().auth_certificate().to_vec();
+            let (chunk, whole) = jpki
+                .read_certificate_prefix_then(CertificateFile::Authentication, 256, |_| {
+                    AfterChunk::ProbeExtended
+                })
+                .unwrap();
+            assert_eq!(chunk, der[..256], "{profile:?} {mode:?}");
+            // Taken: the whole certificate from that one READ; refused: the chunk only, no
+            // short reads of the rest.
+            assert_eq!(whole, works.then(|| der.clone()), "{profile:?} {mode:?}");
+            let stats = vc.lock().stats().clone();
+            assert_eq!(stats.extended_apdus, 1, "{profile:?} {mode:?}");
+            if !works {
+                // Refused: nothing of the rest was read.
+                assert!(
+                    (stats.response_bytes as usize) < 256 + 2 * 6,
+                    "{profile:?}: {} bytes",
+                    stats.response_bytes
+                );
+            }
+            let known = if works { Support::Yes } else { Support::No };
+            assert_eq!(jpki.extended_support(), known);
+            // Known now: no second probe, the chunk alone.
+            let before = vc.lock().stats().extended_apdus;
+            let (_, whole) = jpki
+                .read_certificate_prefix_then(CertificateFile::Authentication, 256, |_| {
+                    AfterChunk::ProbeExtended
+                })
+                .unwrap();
+            assert_eq!(whole, None);
+            assert_eq!(vc.lock().stats().extended_apdus, before);
+        }
     }
 }

@@ -13,8 +13,8 @@ pub mod readers;
 
 pub use error::CardError;
 pub use jpki::{
-    Application, CardFaceInfo, CertificateFile, JpkiCard, KenhojoPin, KeyKind, Sex, SfiSupport,
-    Support, PSS_HASH_LEN,
+    AfterChunk, Application, CardFaceInfo, CertificateFile, JpkiCard, KenhojoPin, KeyKind, Sex,
+    SfiSupport, Support, PSS_HASH_LEN,
 };
 pub use pin::{AuthPin, Pin, PinFormatError, SignaturePassword};
 pub use readers::{CardReaders, ReaderState};

@@ -5,10 +5,11 @@
 //! re-encoded, so a slightly unusual certificate is still exposed byte for byte. Only the
 //! RSA public key is parsed strictly (it is needed for verification anyway).
 
-use der::{Decode, Header, Reader, SliceReader, Tag};
+use der::{Decode, Encode, Header, Reader, SliceReader, Tag};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 use rsa::RsaPublicKey;
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, SubjectKeyIdentifier};
 
 /// A date as `CK_DATE` wants it: "YYYY", "MM", "DD" in ASCII.
 pub type CkDate = [u8; 8];
@@ -148,5 +149,81 @@ impl CertificateData {
     /// Modulus length in bits.
     pub fn modulus_bits(&self) -> usize {
         self.public_key.n().bits()
+    }
+}
+
+/// Whether `ca` is the certificate of the CA that issued `cert`, as far as the two say without
+/// a signature check: `cert`'s issuer name is `ca`'s subject name, byte for byte, and `cert`'s
+/// authority key identifier is `ca`'s subject key identifier (both must be present). The
+/// certificate cache serves a CA certificate on the strength of the certificate it issued only
+/// when this holds (`cert_source.rs`); a certificate without key identifiers is never vouched
+/// for this way, it is checked against the card instead.
+pub fn issued_by(cert: &[u8], ca: &[u8]) -> bool {
+    let (Ok(cert), Ok(ca)) = (
+        x509_cert::Certificate::from_der(trimmed(cert)),
+        x509_cert::Certificate::from_der(trimmed(ca)),
+    ) else {
+        return false;
+    };
+    let (Ok(issuer), Ok(subject)) = (
+        cert.tbs_certificate.issuer.to_der(),
+        ca.tbs_certificate.subject.to_der(),
+    ) else {
+        return false;
+    };
+    let aki = extension::<AuthorityKeyIdentifier>(&cert).and_then(|a| a.key_identifier);
+    let ski = extension::<SubjectKeyIdentifier>(&ca);
+    match (aki, ski) {
+        (Some(aki), Some(ski)) => issuer == subject && aki.as_bytes() == ski.0.as_bytes(),
+        _ => false,
+    }
+}
+
+/// The DER object at the start of `bytes` (or `bytes` as they are, for the parser to refuse).
+fn trimmed(bytes: &[u8]) -> &[u8] {
+    first_element(bytes).unwrap_or(bytes)
+}
+
+/// The extension `T` of a certificate, if present once and well-formed.
+fn extension<'a, T>(cert: &'a x509_cert::Certificate) -> Option<T>
+where
+    T: der::Decode<'a> + der::oid::AssociatedOid,
+{
+    let mut found = cert
+        .tbs_certificate
+        .extensions
+        .as_deref()?
+        .iter()
+        .filter(|e| e.extn_id == T::OID);
+    let ext = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    T::from_der(ext.extn_value.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issued_by;
+    use jpki_virtual_card::{test_state, test_state_b};
+
+    #[test]
+    fn a_ca_vouches_only_for_the_certificates_it_issued() {
+        let (a, b) = (test_state(), test_state_b());
+        assert!(issued_by(&a.auth_cert, &a.auth_ca_cert));
+        assert!(issued_by(&a.sign_cert, &a.sign_ca_cert));
+        // The other hierarchy: another name.
+        assert!(!issued_by(&a.auth_cert, &a.sign_ca_cert));
+        // Another card's CA: the same name, another key (identifier).
+        assert!(!issued_by(&a.auth_cert, &b.auth_ca_cert));
+        assert!(!issued_by(&a.sign_cert, &b.sign_ca_cert));
+        // Filler after the DER object (as a card's EF holds it) is ignored.
+        let mut filled = a.auth_ca_cert.clone();
+        filled.extend_from_slice(&[0xFF; 16]);
+        assert!(issued_by(&a.auth_cert, &filled));
+        // Damaged or cut bytes vouch for nothing.
+        assert!(!issued_by(&a.auth_cert, &a.auth_ca_cert[..256]));
+        assert!(!issued_by(&a.auth_cert[..256], &a.auth_ca_cert));
+        assert!(!issued_by(&[], &a.auth_ca_cert));
     }
 }

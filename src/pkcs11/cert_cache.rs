@@ -12,7 +12,9 @@
 //!   serial number (which name one certificate, and so one card, uniquely). It may hold the
 //!   authentication certificate, the two CA certificates, and what the card showed of its
 //!   command forms (SFI, PSS). **Never** the signature certificate: [`Entry`] has no place for
-//!   it. One small file per reader remembers whether extended-length APDUs work through it.
+//!   it. One small file per reader and card kind (ATR) remembers whether extended-length
+//!   APDUs work there and whether the card refused the SFI form of READ BINARY, so that a
+//!   later process probes neither again.
 //! - **Format**: magic `JPKIPKCS11-CACHE` and version 1, then records `tag (1) ‖ length (2, big
 //!   endian) ‖ bytes`, then the SHA-256 of everything before it. Anything unexpected — wrong
 //!   magic or version, a bad checksum (corruption, truncation), an unknown or repeated tag, a
@@ -42,6 +44,7 @@ const TAG_SIGN_CA: u8 = 0x04;
 const TAG_PSS: u8 = 0x10;
 const TAG_SFI: u8 = 0x11;
 const TAG_EXTENDED: u8 = 0x20;
+const TAG_SFI_READ_REFUSED: u8 = 0x21;
 
 /// What is cached for one card. Only public data of the card: there is no field for the
 /// signature certificate, by design.
@@ -62,6 +65,13 @@ pub struct Entry {
 /// Where the cache directory is (whether it exists or not): `$XDG_CACHE_HOME/jpki-pkcs11`,
 /// else `$HOME/.cache/jpki-pkcs11`; `None` if neither is an absolute path.
 pub fn location() -> Option<PathBuf> {
+    if cfg!(test) {
+        // The unit tests run the module in process, many at once, with the caller's HOME:
+        // they never touch a real cache directory (what one test stored would change what the
+        // next one sends to its card). The cache is tested on explicit directories here and
+        // through pcscd in tests/cert_cache.rs.
+        return None;
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -125,11 +135,14 @@ pub fn card_key(issuer: &[u8], serial: &[u8]) -> String {
     format!("card-{}", hex(&h.finalize()[..16]))
 }
 
-/// The name of a reader's file.
-pub fn reader_key(reader: &str) -> String {
+/// The name of a reader's file: a hash of the reader's name and the ATR of the card in it
+/// (a card of another kind in the same reader may answer otherwise).
+pub fn reader_key(reader: &str, atr: &[u8]) -> String {
     let mut h = Sha256::new();
-    h.update(b"jpki-pkcs11 reader v1\0");
+    h.update(b"jpki-pkcs11 reader v2\0");
+    h.update((reader.len() as u32).to_be_bytes());
     h.update(reader.as_bytes());
+    h.update(atr);
     format!("reader-{}", hex(&h.finalize()[..16]))
 }
 
@@ -291,34 +304,54 @@ pub fn store(dir: &Path, key: &str, entry: &Entry) {
     }
 }
 
-/// Whether extended-length READ BINARY worked (`Some(true)`) or failed (`Some(false)`)
-/// through this reader in an earlier process.
-pub fn load_reader(dir: &Path, reader: &str) -> Option<bool> {
-    reader_entry(dir, &reader_key(reader))
+/// What the cache knows of a reader with one kind of card in it (its ATR): what a card of
+/// that kind showed there of the command forms that are tried first and may be refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderEntry {
+    /// Whether extended-length READ BINARY worked (`true`) or failed (`false`).
+    pub extended: bool,
+    /// The card refused the SFI form of READ BINARY (only a refusal is kept: the form that
+    /// worked proves itself on the card's own file, see `cert_source.rs`).
+    pub sfi_read_refused: bool,
+}
+
+/// What an earlier process learnt through this reader with a card of this ATR.
+pub fn load_reader(dir: &Path, reader: &str, atr: &[u8]) -> Option<ReaderEntry> {
+    reader_entry(dir, &reader_key(reader, atr))
 }
 
 /// The reader file `key`, checked (its own name is its key record).
-fn reader_entry(dir: &Path, key: &str) -> Option<bool> {
+fn reader_entry(dir: &Path, key: &str) -> Option<ReaderEntry> {
     let bytes = read_file(&dir.join(key))?;
     let records = records(&bytes)?;
     let mut key_seen = false;
     let mut extended = None;
+    let mut sfi_read_refused = false;
     for (tag, value) in records {
         match (tag, value) {
             (TAG_KEY, v) => key_seen = v == key.as_bytes(),
             (TAG_EXTENDED, [0]) => extended = Some(false),
             (TAG_EXTENDED, [1]) => extended = Some(true),
+            (TAG_SFI_READ_REFUSED, [1]) => sfi_read_refused = true,
             _ => return None,
         }
     }
-    extended.filter(|_| key_seen)
+    let extended = extended.filter(|_| key_seen)?;
+    Some(ReaderEntry {
+        extended,
+        sfi_read_refused,
+    })
 }
 
-/// Remembers what extended-length READ BINARY did through this reader.
-pub fn store_reader(dir: &Path, reader: &str, extended: bool) {
-    let key = reader_key(reader);
-    let value = [u8::from(extended)];
-    if let Some(bytes) = encode(&[(TAG_KEY, key.as_bytes()), (TAG_EXTENDED, &value)]) {
+/// Remembers what a card of this ATR showed through this reader.
+pub fn store_reader(dir: &Path, reader: &str, atr: &[u8], entry: &ReaderEntry) {
+    let key = reader_key(reader, atr);
+    let extended = [u8::from(entry.extended)];
+    let mut recs: Vec<(u8, &[u8])> = vec![(TAG_KEY, key.as_bytes()), (TAG_EXTENDED, &extended)];
+    if entry.sfi_read_refused {
+        recs.push((TAG_SFI_READ_REFUSED, &[1]));
+    }
+    if let Some(bytes) = encode(&recs) {
         write_file(dir, &key, &bytes);
     }
 }
@@ -380,7 +413,9 @@ pub fn summarize(dir: &Path) -> Vec<FileSummary> {
             }
         } else if name.starts_with("reader-") {
             match reader_entry(dir, &name) {
-                Some(extended) => Holds::Reader { extended },
+                Some(r) => Holds::Reader {
+                    extended: r.extended,
+                },
                 None => Holds::Damaged,
             }
         } else {
@@ -450,9 +485,31 @@ mod tests {
         assert_eq!(load(&d, &key), Some(sample()));
         let mode = fs::metadata(d.join(&key)).expect("file").mode();
         assert_eq!(mode & 0o777, 0o600);
-        store_reader(&d, "Reader 0", false);
-        assert_eq!(load_reader(&d, "Reader 0"), Some(false));
-        assert_eq!(load_reader(&d, "Reader 1"), None);
+        let refused = ReaderEntry {
+            extended: false,
+            sfi_read_refused: true,
+        };
+        store_reader(&d, "Reader 0", b"atr", &refused);
+        assert_eq!(load_reader(&d, "Reader 0", b"atr"), Some(refused));
+        assert_eq!(load_reader(&d, "Reader 1", b"atr"), None);
+        assert_eq!(load_reader(&d, "Reader 0", b"other card"), None);
+        let mode = fs::metadata(d.join(reader_key("Reader 0", b"atr")))
+            .expect("file")
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A damaged reader file counts as absent.
+        let path = d.join(reader_key("Reader 0", b"atr"));
+        let good = fs::read(&path).expect("file");
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            fs::write(&path, &bad).expect("write");
+            assert_eq!(
+                load_reader(&d, "Reader 0", b"atr"),
+                None,
+                "byte {i} changed"
+            );
+        }
         let _ = fs::remove_dir_all(&d);
     }
 
@@ -491,7 +548,15 @@ mod tests {
         let d = tempdir("clear");
         let key = card_key(b"issuer", b"serial");
         store(&d, &key, &sample());
-        store_reader(&d, "Reader 0", true);
+        store_reader(
+            &d,
+            "Reader 0",
+            b"atr",
+            &ReaderEntry {
+                extended: true,
+                sfi_read_refused: false,
+            },
+        );
         fs::write(d.join("card-0000"), b"garbage").expect("write");
         fs::write(d.join("notes.txt"), b"the user's own file").expect("write");
         let files = summarize(&d);
@@ -507,7 +572,7 @@ mod tests {
         )));
         assert!(holds.contains(&("card-0000", &Holds::Damaged)));
         assert!(holds.contains(&(
-            reader_key("Reader 0").as_str(),
+            reader_key("Reader 0", b"atr").as_str(),
             &Holds::Reader { extended: true }
         )));
         assert_eq!(clear(&d).expect("clear"), 3);

@@ -7,25 +7,43 @@
 //!   names the card's cache file. When the cache holds a copy whose first chunk is exactly this
 //!   one, nothing more is read. Otherwise (cache off, first process on this card, a changed
 //!   certificate) the rest follows at once in the same transaction, continuing where the chunk
-//!   ended (the `rest_now` rule): nearly every client needs the certificate later (its value, its key),
-//!   and reading the rest in a later transaction would cost one more APDU to make the file
-//!   current again. Only `pkcs11-tool -L`-like clients would gain from stopping at the chunk,
-//!   and with the cache every process after the first does.
+//!   ended (the `rest_now` rule): nearly every client of the authentication token needs the
+//!   certificate later (its value, its key), and reading the rest in a later transaction would
+//!   cost one more APDU to make the file current again. Only `pkcs11-tool -L`-like clients
+//!   would gain from stopping at the chunk, and with the cache every process after the first
+//!   does. When the identity is asked for the signature token alone (a document signer's
+//!   `C_GetTokenInfo`), the chunk is all it needs: the rest waits for a client of the
+//!   authentication token.
 //! - **The cache holds public certificates only**: the authentication certificate and the two
 //!   CA certificates, keyed by the authentication certificate's issuer and serial number. The
 //!   signature certificate is read from the card every time and never given to the cache.
-//! - **Every cached certificate is checked against the card before its first use in a
-//!   process**, with the cheapest read that proves it is the same certificate: its first
-//!   chunk (issuer, serial number, validity, subject), compared byte for byte. The
-//!   authentication certificate's chunk is the identity read itself (no extra APDU); each CA
-//!   certificate costs one chunk read. A different chunk — a renewed certificate, another card,
-//!   a damaged or planted file — means a miss: the certificate is read from the card and the
-//!   file rewritten. The rest of a cached certificate (its public key) is not re-read; every
-//!   signature is verified against that key before it is returned, so a planted key can only
-//!   make signing fail — and then the card's file is dropped from the cache ([`distrust`]).
+//! - **Every cache entry is checked against the card before its first use in a process**,
+//!   with the cheapest read that proves it is this card's: the authentication certificate's
+//!   first chunk (issuer, serial number, validity, subject), compared byte for byte with the
+//!   cached copy's. That chunk is the identity read itself (no extra APDU). A different chunk
+//!   — a renewed certificate, another card, a damaged or planted file — means a miss: the
+//!   certificate is read from the card and the file rewritten. The rest of a cached
+//!   certificate (its public key) is not re-read; every signature is verified against that
+//!   key before it is returned, so a planted key can only make signing fail — and then the
+//!   card's file is dropped from the cache ([`distrust`]).
+//! - **The CA certificates ride on that proof** (no read of their own): the entry's CA
+//!   certificates were read from the same card with the proven certificate. Each carries its
+//!   own safeguard (`CertSource::vouched`): the authentication CA must be the issuer of the
+//!   authentication certificate (names and key identifiers agree; checked when the entry is
+//!   written and when it is used, else it is ignored and read from the card); the signature
+//!   CA, which issued nothing readable before the password, is compared with the signature
+//!   certificate's issuer as soon as that is read ([`CertSource::check_signature_ca`]): on a
+//!   mismatch the card's is read and served from then on, and the stale one leaves the file.
+//!   Without an entry whose authentication certificate matched (a card that hides it before
+//!   login, such as the phone's token), each CA certificate is proven by its own first chunk,
+//!   or read from the card.
 //! - **What a card showed of its command forms** (SFI, PSS) is kept with its certificates, and
-//!   **whether extended-length APDUs work through a reader** is kept per reader (in memory for
-//!   the process, and in the cache): a wrong belief costs one refused command and is corrected.
+//!   **whether extended-length APDUs work, and whether the SFI form of READ BINARY was
+//!   refused**, per reader and kind of card (its ATR: in memory for the process, and in the
+//!   cache), so that a later process sends neither probe before the card's identity names its
+//!   own entry: a wrong belief costs one refused command, or a SELECT EF, and is corrected.
+//!
+//! Longer than the project's ~500 lines only by its unit tests at the end.
 //!
 //! [`distrust`]: CertSource::distrust
 
@@ -33,26 +51,67 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use der::{Decode, Header, Reader, SliceReader};
+#[cfg(not(test))]
 use once_cell::sync::Lazy;
+#[cfg(not(test))]
 use parking_lot::Mutex;
 
-use super::cert::CertificateData;
-use super::cert_cache::{self, Entry};
+use super::cert::{issued_by, CertificateData};
+use super::cert_cache::{self, Entry, ReaderEntry};
 use super::config;
-use crate::card::{CardError, CertificateFile, JpkiCard, KeyKind, SfiSupport, Support};
+use crate::card::{AfterChunk, CardError, CertificateFile, JpkiCard, KeyKind, SfiSupport, Support};
 
 /// Bytes of the identity chunk: one short READ BINARY.
 pub const CHUNK: usize = 256;
 
-/// What extended-length READ BINARY did through each reader in this process (a card that was
-/// dropped by a reader under such a command comes back as a new insertion: it must not be
-/// tried again).
-static EXTENDED_BY_READER: Lazy<Mutex<HashMap<String, bool>>> =
+/// What extended-length READ BINARY and the SFI read did through each reader, per card kind
+/// (ATR), in this process (a card that was dropped by a reader under such a command comes back
+/// as a new insertion: it must not be tried again).
+#[cfg(not(test))]
+static BY_READER: Lazy<Mutex<HashMap<ReaderAndAtr, ReaderEntry>>> =
     Lazy::new(|| Mutex::new(HashMap::new()));
+
+// The unit tests share one process and one reader name: each test thread has its own memory
+// (and each rig forgets it, `forget_readers`), so that no test's APDU counts depend on which
+// tests ran before.
+#[cfg(test)]
+thread_local! {
+    static BY_READER: std::cell::RefCell<HashMap<ReaderAndAtr, ReaderEntry>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// A reader's name and the ATR of the card in it.
+type ReaderAndAtr = (String, Vec<u8>);
+
+/// Forgets every reader (unit tests: each rig starts as a new process would).
+#[cfg(test)]
+pub(crate) fn forget_readers() {
+    BY_READER.with(|m| m.borrow_mut().clear());
+}
+
+/// What this process learnt through `reader` with a card of this ATR.
+fn reader_known(reader: &str, atr: &[u8]) -> Option<ReaderEntry> {
+    let key = (reader.to_string(), atr.to_vec());
+    #[cfg(not(test))]
+    return BY_READER.lock().get(&key).copied();
+    #[cfg(test)]
+    return BY_READER.with(|m| m.borrow().get(&key).copied());
+}
+
+/// Records what this process learnt through `reader` with a card of this ATR.
+fn reader_learnt(reader: &str, atr: &[u8], entry: ReaderEntry) {
+    let key = (reader.to_string(), atr.to_vec());
+    #[cfg(not(test))]
+    BY_READER.lock().insert(key, entry);
+    #[cfg(test)]
+    BY_READER.with(|m| m.borrow_mut().insert(key, entry));
+}
 
 /// The certificates of one card insertion, and what the cache knows of the card.
 pub struct CertSource {
     reader: String,
+    /// The card's ATR: with the reader's name, the key of what is known of the reader.
+    atr: Vec<u8>,
     /// The cache directory; `None` when the cache is off or has no usable place.
     dir: Option<PathBuf>,
     /// The authentication certificate's first chunk, once read.
@@ -64,8 +123,18 @@ pub struct CertSource {
     entry: Entry,
     /// What was last written (or read) for this card, to write only changes.
     stored: Entry,
-    /// Extended-length support as last recorded for the reader.
-    extended_noted: Support,
+    /// What was last recorded for the reader and this kind of card (`None`: nothing, or
+    /// extended-length reads switched off by configuration).
+    reader_noted: Option<ReaderEntry>,
+    /// Extended-length reads are switched off by configuration: nothing is learnt of them.
+    extended_off: bool,
+    /// The authentication certificate's first chunk, read from the card in this insertion,
+    /// is exactly the cached copy's: the cache entry is this card's, and the CA certificates
+    /// it holds were read from this card with that certificate (`vouched`).
+    proven: bool,
+    /// The signature CA certificate came from the cache and has not been compared with the
+    /// signature certificate's issuer yet ([`CertSource::check_signature_ca`]).
+    sign_ca_unchecked: bool,
     /// A certificate was read while a PIN was verified: this card's certificates are not
     /// written to the cache in this process (it may protect them).
     private_read: bool,
@@ -150,6 +219,25 @@ fn merge(known: Support, cached: Support) -> Support {
     }
 }
 
+/// Writes a card's entry, without an authentication CA certificate that is not the issuer
+/// of the authentication certificate: such a one is never served on that certificate's proof
+/// (`CertSource::vouched`), so it is not written either.
+fn store_checked(dir: &std::path::Path, key: &str, entry: &Entry) {
+    if let (Some(auth), Some(ca)) = (&entry.auth, &entry.auth_ca) {
+        if !issued_by(auth, ca) {
+            log::info!(
+                "certificate cache: the authentication CA certificate does not fit the \
+                 authentication certificate; not cached"
+            );
+            let mut entry = entry.clone();
+            entry.auth_ca = None;
+            cert_cache::store(dir, key, &entry);
+            return;
+        }
+    }
+    cert_cache::store(dir, key, entry);
+}
+
 impl CertSource {
     /// Prepares a new card insertion in `reader`: tells the card layer what is known of
     /// extended-length APDUs through this reader (or that they are off).
@@ -160,36 +248,56 @@ impl CertSource {
         } else {
             None
         };
-        let extended = if !cfg.extended_apdu() {
-            Support::No
-        } else {
-            let known = EXTENDED_BY_READER.lock().get(reader).copied();
-            let known = known.or_else(|| {
-                dir.as_deref()
-                    .and_then(|d| cert_cache::load_reader(d, reader))
-            });
-            match known {
-                Some(true) => Support::Yes,
-                Some(false) => Support::No,
-                None => Support::Unknown,
-            }
+        let atr = jpki.atr();
+        let extended_off = !cfg.extended_apdu();
+        let known = reader_known(reader, &atr).or_else(|| {
+            dir.as_deref()
+                .and_then(|d| cert_cache::load_reader(d, reader, &atr))
+        });
+        let extended = match known {
+            _ if extended_off => Support::No,
+            Some(r) if r.extended => Support::Yes,
+            Some(_) => Support::No,
+            None => Support::Unknown,
         };
         jpki.assume_extended(extended);
+        if known.is_some_and(|r| r.sfi_read_refused) {
+            // A refused SFI read costs one APDU before the card's identity (which names the
+            // card's own entry) is known; a wrong belief costs a SELECT EF per file, nothing
+            // else (the classic form always works).
+            let sfi = jpki.sfi_support();
+            if sfi.read == Support::Unknown {
+                jpki.assume_sfi_support(SfiSupport {
+                    read: Support::No,
+                    ..sfi
+                });
+            }
+        }
         CertSource {
             reader: reader.to_string(),
+            atr,
             dir,
             auth_chunk: None,
             key: None,
             entry: Entry::default(),
             stored: Entry::default(),
-            extended_noted: extended,
+            reader_noted: known.filter(|_| !extended_off),
+            extended_off,
+            proven: false,
+            sign_ca_unchecked: false,
             private_read: false,
         }
     }
 
     /// The authentication certificate's first chunk (read once per insertion): the token's
-    /// identity, and the key of the card's cache file, which is looked up here.
-    pub fn identity(&mut self, jpki: &mut JpkiCard) -> Result<Vec<u8>, CardError> {
+    /// identity, and the key of the card's cache file, which is looked up here. `for_auth`:
+    /// the identity is asked for the authentication token (or its certificate), whose client
+    /// nearly always needs the whole certificate next (the `rest_now` rule); asked for the
+    /// signature token alone, the chunk is all that is needed, and the rest is read only if a
+    /// client of the authentication token asks for it — or if it is the extended-length probe
+    /// not made yet on this card and reader ([`AfterChunk::ProbeExtended`]: the signature
+    /// certificate, read after the password, can no longer try it).
+    pub fn identity(&mut self, jpki: &mut JpkiCard, for_auth: bool) -> Result<Vec<u8>, CardError> {
         if let Some(chunk) = &self.auth_chunk {
             return Ok(chunk.clone());
         }
@@ -200,11 +308,16 @@ impl CertSource {
         let mut found: Option<(String, Option<Entry>)> = None;
         let (chunk, whole) =
             jpki.read_certificate_prefix_then(CertificateFile::Authentication, CHUNK, |chunk| {
+                let miss = if for_auth {
+                    AfterChunk::Rest
+                } else {
+                    AfterChunk::ProbeExtended
+                };
                 let Some((issuer, serial)) = issuer_and_serial(chunk) else {
-                    return true;
+                    return miss;
                 };
                 let Some(dir) = &dir else {
-                    return true;
+                    return miss;
                 };
                 let key = cert_cache::card_key(issuer, serial);
                 let entry = cert_cache::load(dir, &key);
@@ -213,7 +326,11 @@ impl CertSource {
                     .and_then(|e| e.auth.as_ref())
                     .is_some_and(|auth| same_certificate(auth, chunk));
                 found = Some((key, entry));
-                !hit
+                if hit {
+                    AfterChunk::Stop
+                } else {
+                    miss
+                }
             })?;
         if issuer_and_serial(&chunk).is_some() {
             // Kept for the rest of the insertion; a chunk that names nothing (a damaged
@@ -230,6 +347,8 @@ impl CertSource {
                     }
                 }
                 self.stored = entry.clone();
+                self.proven = entry.auth.is_some();
+                self.sign_ca_unchecked = entry.sign_ca.is_some();
                 if let Some(sfi) = entry.sfi {
                     let now = jpki.sfi_support();
                     jpki.assume_sfi_support(SfiSupport {
@@ -270,8 +389,10 @@ impl CertSource {
             // Private (name, address, birth date): from the card, never near the cache.
             return jpki.read_certificate(file);
         }
-        if self.dir.is_some() && self.auth_chunk.is_none() {
-            match self.identity(jpki) {
+        // A token that hides its authentication certificate before login (the phone's)
+        // proves nothing before it: its CA certificates come from the card.
+        if self.dir.is_some() && self.auth_chunk.is_none() && !jpki.auth_certificate_needs_pin() {
+            match self.identity(jpki, true) {
                 Ok(_) => {}
                 Err(e) if file == CertificateFile::Authentication => return Err(e),
                 Err(e) => log::debug!("no card identity for the cache: {e}"),
@@ -296,6 +417,15 @@ impl CertSource {
             _ => {
                 let cached = self.slot(file).clone().filter(|_| self.key.is_some());
                 match cached {
+                    Some(cert) if self.proven => {
+                        if self.vouched(file, &cert) {
+                            return Ok(cert);
+                        }
+                        // Not the issuer of the card's authentication certificate: not this
+                        // card's, whatever the file says.
+                        log::info!("certificate cache: {file:?} does not fit the card; ignored");
+                        jpki.read_certificate(file)?
+                    }
                     Some(cert) => {
                         let chunk = jpki.read_certificate_prefix(file, CHUNK)?;
                         if same_certificate(&cert, &chunk) {
@@ -320,6 +450,82 @@ impl CertSource {
         Ok(bytes)
     }
 
+    /// Whether a cached CA certificate may be served on the strength of the authentication
+    /// certificate's proof (`proven`), without a read of its own: the authentication CA only
+    /// if it is the issuer of the card's authentication certificate (names and key
+    /// identifiers, [`issued_by`]); the signature CA, which issued nothing the module can read
+    /// before the password, because it was read from the same card with that certificate, and
+    /// it is checked against the signature certificate as soon as that is read
+    /// ([`CertSource::check_signature_ca`]).
+    fn vouched(&self, file: CertificateFile, cert: &[u8]) -> bool {
+        match file {
+            CertificateFile::AuthenticationCa => self
+                .entry
+                .auth
+                .as_deref()
+                .is_some_and(|a| issued_by(a, cert)),
+            CertificateFile::SignatureCa => usable(cert),
+            _ => false,
+        }
+    }
+
+    /// Checks the signature CA certificate that came from the cache against the signature
+    /// certificate `sign_cert`, just read from the card after the password: its issuer name
+    /// and authority key identifier must be the CA's. If not, the stale CA certificate is
+    /// dropped from the cache file, the card's is read, and returned: from then on the caller
+    /// serves it instead of the one it had (`Ok(None)`: nothing to change). Nothing of this
+    /// check goes to the cache but the removal (it runs while the password is verified).
+    pub fn check_signature_ca(
+        &mut self,
+        jpki: &mut JpkiCard,
+        sign_cert: &[u8],
+    ) -> Result<Option<Vec<u8>>, CardError> {
+        if !std::mem::take(&mut self.sign_ca_unchecked) {
+            return Ok(None);
+        }
+        let Some(cached) = self.entry.sign_ca.take() else {
+            return Ok(None);
+        };
+        if issued_by(sign_cert, &cached) {
+            self.entry.sign_ca = Some(cached);
+            return Ok(None);
+        }
+        log::info!(
+            "certificate cache: the signature CA certificate is not the signature \
+             certificate's issuer; read again from the card"
+        );
+        let card = match jpki.read_certificate(CertificateFile::SignatureCa) {
+            Ok(card) => card,
+            Err(e) => {
+                self.forget_stored_sign_ca();
+                return Err(e);
+            }
+        };
+        if card == cached {
+            // The card's own (its certificates carry no matching key identifiers): nothing
+            // stale, nothing to change.
+            self.entry.sign_ca = Some(cached);
+            return Ok(None);
+        }
+        self.forget_stored_sign_ca();
+        // Read while the password is verified: kept in memory only (see `read_without_pin`).
+        self.private_read = true;
+        if usable(&card) {
+            self.entry.sign_ca = Some(card.clone());
+        }
+        Ok(Some(card))
+    }
+
+    /// Drops the signature CA certificate from this card's cache file (the rest stays).
+    fn forget_stored_sign_ca(&mut self) {
+        if let (Some(dir), Some(key)) = (&self.dir, &self.key) {
+            if self.stored.sign_ca.is_some() {
+                self.stored.sign_ca = None;
+                store_checked(dir, key, &self.stored);
+            }
+        }
+    }
+
     /// The cache's place for a public certificate (never called for the signature one).
     fn slot(&mut self, file: CertificateFile) -> &mut Option<Vec<u8>> {
         match file {
@@ -332,12 +538,17 @@ impl CertSource {
     /// Records what the card layer learnt (PSS, SFI, extended APDUs) and writes what changed.
     pub fn note(&mut self, jpki: &JpkiCard) {
         let extended = jpki.extended_support();
-        if extended != self.extended_noted && extended != Support::Unknown {
-            self.extended_noted = extended;
-            let works = extended == Support::Yes;
-            EXTENDED_BY_READER.lock().insert(self.reader.clone(), works);
-            if let Some(dir) = &self.dir {
-                cert_cache::store_reader(dir, &self.reader, works);
+        if !self.extended_off && extended != Support::Unknown {
+            let now = ReaderEntry {
+                extended: extended == Support::Yes,
+                sfi_read_refused: jpki.sfi_support().read == Support::No,
+            };
+            if self.reader_noted != Some(now) {
+                self.reader_noted = Some(now);
+                reader_learnt(&self.reader, &self.atr, now);
+                if let Some(dir) = &self.dir {
+                    cert_cache::store_reader(dir, &self.reader, &self.atr, &now);
+                }
             }
         }
         let (Some(dir), Some(key)) = (&self.dir, &self.key) else {
@@ -351,7 +562,7 @@ impl CertSource {
             self.entry.sfi = Some(sfi);
         }
         if self.entry != self.stored && !self.private_read {
-            cert_cache::store(dir, key, &self.entry);
+            store_checked(dir, key, &self.entry);
             self.stored = self.entry.clone();
         }
     }
@@ -364,6 +575,8 @@ impl CertSource {
             let _ = std::fs::remove_file(dir.join(key));
             self.entry = Entry::default();
             self.stored = Entry::default();
+            self.proven = false;
+            self.sign_ca_unchecked = false;
         }
     }
 }

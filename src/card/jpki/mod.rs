@@ -76,6 +76,21 @@ impl CardState {
     }
 }
 
+/// What [`JpkiCard::read_certificate_prefix_then`] reads after the first chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterChunk {
+    /// Nothing more.
+    Stop,
+    /// The rest of the certificate.
+    Rest,
+    /// The rest only if one extended-length READ BINARY gives it, and only while it is not
+    /// known whether this card and reader take that form: the probe (`extended.rs`) is then
+    /// spent now, before any PIN is verified, where a later read (a certificate needed only
+    /// after a login) could no longer try it. Nothing more on a refusal, or once the form is
+    /// known.
+    ProbeExtended,
+}
+
 /// A connection to a card with the JPKI application.
 pub struct JpkiCard {
     transport: Box<dyn Transport>,
@@ -129,6 +144,13 @@ impl JpkiCard {
     /// for a VERIFY the card answered 69 82 to (it no longer holds it).
     pub fn release(&mut self, key: KeyKind) {
         self.state.released |= key.bit();
+    }
+
+    /// Whether this token answered 6982 to a read of its authentication certificate right
+    /// after our own SELECT of the application (the smartphone's token): a read of it before
+    /// the authentication PIN is verified is refused again, so it is not tried.
+    pub fn auth_certificate_needs_pin(&self) -> bool {
+        self.state.auth_cert_needs_pin && !self.is_verified(KeyKind::Authentication)
     }
 
     /// What the card has shown so far of the SFI forms (module documentation).
@@ -262,22 +284,34 @@ impl JpkiCard {
         self.read_certificate_part(file, prefix, None)
     }
 
-    /// The first chunk of a certificate (as [`JpkiCard::read_certificate_prefix`]) and, if
-    /// `rest` says so on seeing it, the whole certificate, in the same transaction: the EF is
+    /// The first chunk of a certificate (as [`JpkiCard::read_certificate_prefix`]) and, as
+    /// `then` says on seeing it, the whole certificate, in the same transaction: the EF is
     /// still current, so the rest costs no SELECT and nothing is read twice.
     pub fn read_certificate_prefix_then(
         &mut self,
         file: CertificateFile,
         len: usize,
-        rest: impl FnOnce(&[u8]) -> bool,
+        then: impl FnOnce(&[u8]) -> AfterChunk,
     ) -> Result<(Vec<u8>, Option<Vec<u8>>), CardError> {
         self.with_session(|s| {
             let chunk = s.read_part(file, Vec::new(), Some(len.clamp(1, 256)))?;
-            if !rest(&chunk) {
-                return Ok((chunk, None));
+            match then(&chunk) {
+                AfterChunk::Stop => Ok((chunk, None)),
+                AfterChunk::Rest => {
+                    let whole = s.read_part(file, chunk.clone(), None)?;
+                    Ok((chunk, Some(whole)))
+                }
+                AfterChunk::ProbeExtended => {
+                    if s.state.extended != Support::Unknown || !s.extended_allowed() {
+                        return Ok((chunk, None));
+                    }
+                    match s.read_der_extended(file.fid(), &chunk)? {
+                        extended::Outcome::Whole(whole) => Ok((chunk, Some(whole))),
+                        // A capped answer, a refusal: the chunk is all that was asked for.
+                        _ => Ok((chunk, None)),
+                    }
+                }
             }
-            let whole = s.read_part(file, chunk.clone(), None)?;
-            Ok((chunk, Some(whole)))
         })
     }
 

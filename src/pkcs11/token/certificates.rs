@@ -171,6 +171,7 @@ impl Card {
                             inner.auth_serial = Some(cert.serial_value.clone());
                         } else {
                             usage::sign_certificate_read(&inner.history_ref(kind));
+                            self.recheck_signature_ca(inner, &bytes);
                         }
                         CertObjects::Loaded(vec![
                             Arc::new(object::certificate(
@@ -220,6 +221,47 @@ impl Card {
             }
         }
         Ok(())
+    }
+
+    /// The signature certificate was just read: a signature CA certificate that came from the
+    /// cache on the authentication certificate's proof must be its issuer
+    /// (`CertSource::check_signature_ca`). If it is not, the card's replaces it: the CA object
+    /// already built (if any) is dropped — its handle becomes invalid — and rebuilt from the
+    /// card's certificate, so no stale object is served from here on.
+    fn recheck_signature_ca(&self, inner: &mut CardInner, sign_cert: &[u8]) {
+        let idx = kind_index(KeyKind::Signature);
+        let CardInner { jpki, certs, .. } = &mut *inner;
+        let replaced = certs.check_signature_ca(jpki, sign_cert);
+        let token = &mut inner.tokens[idx];
+        match replaced {
+            Ok(None) => {}
+            Ok(Some(ca)) => {
+                if matches!(token.ca, CertObjects::Loaded(_)) {
+                    let names = pair_names(KeyKind::Signature);
+                    token.ca = match CertificateData::parse(&ca) {
+                        Ok(cert) => CertObjects::Loaded(vec![Arc::new(object::certificate(
+                            next_object_handle(),
+                            &cert,
+                            names.ca_id,
+                            names.ca_label,
+                            true,
+                            false,
+                        ))]),
+                        Err(e) => {
+                            log::error!("signature CA certificate unusable: {}", e.0);
+                            CertObjects::Pending
+                        }
+                    };
+                }
+            }
+            Err(e) => {
+                // Read again from the card at the next request (the stale copy is gone).
+                log::warn!("signature CA certificate not read again: {e}");
+                if matches!(token.ca, CertObjects::Loaded(_)) {
+                    token.ca = CertObjects::Pending;
+                }
+            }
+        }
     }
 
     /// Handles of the visible objects of a token matching `template` (loads lazily first).

@@ -266,7 +266,7 @@ impl Card {
             // The identity from the certificate's first chunk: its serial number
             // (`cert_source.rs`).
             let CardInner { jpki, certs, .. } = &mut *inner;
-            let identity = certs.identity(jpki);
+            let identity = certs.identity(jpki, kind == KeyKind::Authentication);
             match identity {
                 Ok(chunk) => match cert_source::issuer_and_serial(&chunk) {
                     Some((_, serial)) => {
