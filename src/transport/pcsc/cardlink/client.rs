@@ -58,6 +58,11 @@ impl LinkTransport {
     pub fn connect(helper: &Path, reader: CString) -> Result<LinkTransport, LinkError> {
         let mut link = Helper::start(helper, &reader)?;
         let atr = link.connected(APDU_TIMEOUT)?;
+        log::debug!(
+            "card in {reader:?}: held by the card-link helper {} (pid {})",
+            helper.display(),
+            link.child.id()
+        );
         Ok(LinkTransport {
             helper: helper.to_path_buf(),
             reader,
