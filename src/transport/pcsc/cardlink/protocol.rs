@@ -37,8 +37,9 @@ pub const MAX_FRAME: usize = 70_000;
 /// Longest reader name accepted (PC/SC's `MAX_READERNAME` is 128; room to spare).
 const MAX_READER_NAME: usize = 1024;
 
-/// What the module asks of its helper.
-#[derive(Debug, PartialEq, Eq)]
+/// What the module asks of its helper. `Debug` shows a command's length only (it may hold a
+/// PIN).
+#[derive(PartialEq, Eq)]
 pub enum Request {
     /// Connect (shared) to the card in this reader. The first request, and only the first.
     Connect(Vec<u8>),
@@ -50,11 +51,33 @@ pub enum Request {
     Atr,
 }
 
-/// What the helper answers.
-#[derive(Debug, PartialEq, Eq)]
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Connect(name) => write!(f, "Connect({:?})", String::from_utf8_lossy(name)),
+            Request::Begin => f.write_str("Begin"),
+            Request::Transmit(apdu) => write!(f, "Transmit(<{} bytes>)", apdu.len()),
+            Request::End => f.write_str("End"),
+            Request::Status => f.write_str("Status"),
+            Request::Atr => f.write_str("Atr"),
+        }
+    }
+}
+
+/// What the helper answers. `Debug` shows an answer's length only (it may hold personal data).
+#[derive(PartialEq, Eq)]
 pub enum Response {
     Ok(Zeroizing<Vec<u8>>),
     Err(TransportError),
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Response::Ok(body) => write!(f, "Ok(<{} bytes>)", body.len()),
+            Response::Err(e) => write!(f, "Err({e:?})"),
+        }
+    }
 }
 
 /// A frame that is not this protocol.
@@ -311,6 +334,14 @@ mod tests {
         };
         assert!(back.len() <= MAX_ERROR_TEXT);
         assert!(back.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn debug_shows_no_apdu_bytes() {
+        let verify = Request::Transmit(Zeroizing::new(b"\x00\x20\x00\x80\x041234".to_vec()));
+        assert_eq!(format!("{verify:?}"), "Transmit(<9 bytes>)");
+        let answer = Response::Ok(Zeroizing::new(b"secret\x90\x00".to_vec()));
+        assert_eq!(format!("{answer:?}"), "Ok(<8 bytes>)");
     }
 
     #[test]
