@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use cryptoki_sys::*;
-use jpki_pkcs11::transport::pcsc::APDU_TIMEOUT;
+use jpki_pkcs11::transport::pcsc::{PcscReaders, APDU_TIMEOUT};
+use jpki_pkcs11::transport::Readers;
 
 /// Threads of this process now.
 fn threads() -> usize {
@@ -95,15 +96,8 @@ fn rv<T>(r: &Result<T, CK_RV>) -> CK_RV {
     }
 }
 
-#[test]
-#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
-fn card_that_does_not_answer_without_threads() {
-    require_harness();
-    let _serial = serial();
-    let threads_before = threads();
-    assert!(helpers().is_empty(), "a helper left over: {:?}", helpers());
-
-    let raw = Raw::load();
+/// `C_Initialize` as NSS calls it: the module may not create threads.
+fn initialize_without_threads(raw: &Raw) {
     let mut args = CK_C_INITIALIZE_ARGS {
         CreateMutex: None,
         DestroyMutex: None,
@@ -114,6 +108,18 @@ fn card_that_does_not_answer_without_threads() {
     };
     let init = call!(raw, C_Initialize(&mut args as *mut _ as *mut _));
     assert_eq!(init, CKR_OK, "C_Initialize without threads");
+}
+
+#[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
+fn card_that_does_not_answer_without_threads() {
+    require_harness();
+    let _serial = serial();
+    let threads_before = threads();
+    assert!(helpers().is_empty(), "a helper left over: {:?}", helpers());
+
+    let raw = Raw::load();
+    initialize_without_threads(&raw);
     let _cleanup = Cleanup(&raw);
 
     let s = raw.open_ro(AUTH_SLOT);
@@ -201,4 +207,86 @@ fn card_that_does_not_answer_without_threads() {
         helpers()
     );
     assert_eq!(threads(), threads_before);
+}
+
+/// Another program holds the card's PC/SC transaction longer than the module waits for it: the
+/// call ends in `CKR_DEVICE_ERROR` after the APDU bound (pcscd holds back `SCardStatus` while
+/// another client's transaction is open, and the module asks for the card's status before a
+/// signature), further calls fail at once while it is held, and the module works again when it is released. The helper, which
+/// was waiting for pcscd and not for the card, is not killed: killing it would make pcscd reset
+/// the card under the program that holds it (checked: that program's connection sees no
+/// reset).
+#[test]
+#[ignore = "needs pcscd: run through tests/harness/with-card.sh (tests/run-all.sh does)"]
+fn transaction_held_elsewhere_without_threads() {
+    require_harness();
+    let _serial = serial();
+    let raw = Raw::load();
+    initialize_without_threads(&raw);
+    let _cleanup = Cleanup(&raw);
+    let s = raw.open_ro(AUTH_SLOT);
+    assert_eq!(raw.login(s, CKU_USER, AUTH_PIN.as_bytes()), CKR_OK);
+    assert!(sign(&raw, s, b"before").is_ok());
+    let helper = helpers();
+    assert_eq!(helper.len(), 1, "one card-link helper serves the card");
+
+    // The other program: this test, through the threaded transport of its own.
+    let other = PcscReaders::new();
+    let reader = other
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.card_present)
+        .expect("a reader with the card")
+        .name;
+    let mut connection = other.connect(&reader).unwrap();
+    let held = connection.begin().unwrap();
+    let release_after = APDU_TIMEOUT + Duration::from_secs(3);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let caller = scope.spawn(|| {
+            let t = Instant::now();
+            let first = sign(&raw, s, b"transaction held");
+            let took = t.elapsed();
+            let t = Instant::now();
+            let second = sign(&raw, s, b"still held");
+            (rv(&first), took, rv(&second), t.elapsed())
+        });
+        std::thread::sleep(release_after);
+        let (first, took, second, second_took) = caller.join().unwrap();
+        println!("C_Sign, transaction held: {first:#x} after {took:?}; then {second:#x} after {second_took:?}");
+        assert_eq!(first, CKR_DEVICE_ERROR);
+        assert!(
+            took >= APDU_TIMEOUT - Duration::from_millis(500),
+            "{took:?}"
+        );
+        assert!(took < APDU_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        assert_eq!(second, CKR_DEVICE_ERROR);
+        assert!(second_took < Duration::from_secs(1), "{second_took:?}");
+        assert!(started.elapsed() < release_after + Duration::from_secs(1));
+    });
+    drop(held);
+
+    // Released: the module works again (a new login: the module selects the application
+    // again after a failed call, which ends the card's PIN state), on the same helper.
+    let t = Instant::now();
+    loop {
+        let login = raw.login(s, CKU_USER, AUTH_PIN.as_bytes());
+        if [CKR_OK, CKR_USER_ALREADY_LOGGED_IN].contains(&login) && sign(&raw, s, b"back").is_ok() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no recovery");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("recovered {:?} after the release", t.elapsed());
+    assert_eq!(
+        helpers(),
+        helper,
+        "the helper waiting for the transaction was not killed"
+    );
+    assert_eq!(
+        connection.status(),
+        Ok(()),
+        "the other program's connection saw no card reset"
+    );
 }

@@ -9,7 +9,8 @@
 //!   and the call returns [`TransportError::Timeout`]. Killing it ends its PC/SC connection
 //!   (pcscd resets the card of a client that died inside a transaction), so the next use
 //!   spawns a new helper and reports [`TransportError::CardReset`] once: the card's security
-//!   state is gone, login must be redone.
+//!   state is gone, login must be redone. Waits for pcscd that another client's transaction
+//!   holds back are the exception: see [`call`].
 //! - Calls while nothing is stuck use the same helper; closing the link (drop) lets the
 //!   helper disconnect (`SCARD_LEAVE_CARD`) and exit, and it is reaped.
 //! - Fork: a child of the host forgets the parent's module state without using or dropping
@@ -220,6 +221,14 @@ impl Drop for LinkChannel<'_> {
 /// helper that does not answer in time, or whose link fails, is killed and `link` emptied:
 /// `Timeout` (or the link failure) now, a new helper and `CardReset` at a later use.
 /// Without a helper (killed earlier in this transaction), `Timeout` at once.
+///
+/// Waiting for the PC/SC transaction (`Begin`) or for `SCardStatus` (which pcscd holds back
+/// while another client's transaction is open) is the exception: the helper is then most
+/// likely waiting for another client, not for the card, and killing it would make pcscd reset
+/// the card under that client (pcscd resets the card of a client that dies holding it). So the
+/// helper is left waiting (after `Begin`, told to end the transaction as soon as it has it),
+/// and its late answer is owed ([`Helper::owed`]): later calls fail at once until it comes, and
+/// a helper still silent one more [`TRANSACTION_TIMEOUT`] later is killed after all.
 fn call(
     link: &mut Option<Helper>,
     request: &Request,
@@ -228,10 +237,34 @@ fn call(
     let Some(helper) = link.as_mut() else {
         return Err(TransportError::Timeout);
     };
-    let answer = helper.send(request).and_then(|()| helper.answer(timeout));
+    let answer = match helper.settle() {
+        Settled::Yes => helper.send(request).and_then(|()| helper.answer(timeout)),
+        Settled::NotYet => {
+            log::warn!("the card's connection is still waiting for pcscd (another program)");
+            return Err(TransportError::Timeout);
+        }
+        Settled::Failed(e) => Err(e),
+    };
     match answer {
         Ok(Response::Ok(body)) => Ok(body),
         Ok(Response::Err(e)) => Err(e),
+        Err(e)
+            if is_timeout(&e)
+                && matches!(request, Request::Begin | Request::Status)
+                && helper.owed.is_none() =>
+        {
+            log::warn!(
+                "{request:?}: no answer within {} s (another program may hold the card)",
+                timeout.as_secs()
+            );
+            let ended = *request != Request::Begin || helper.send(&Request::End).is_ok();
+            if ended {
+                helper.owed = Some(Instant::now());
+            } else if let Some(helper) = link.take() {
+                helper.kill();
+            }
+            Err(TransportError::Timeout)
+        }
         Err(e) => {
             let error = if is_timeout(&e) {
                 log::warn!(
@@ -251,6 +284,14 @@ fn call(
     }
 }
 
+/// Whether a helper owes no answer any more ([`Helper::settle`]).
+enum Settled {
+    Yes,
+    NotYet,
+    /// Still nothing after the last grace: treated as a helper that does not answer.
+    Failed(io::Error),
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -265,6 +306,8 @@ struct Helper {
     path: PathBuf,
     /// Killed or exited, and reaped.
     ended: bool,
+    /// Since when the answer to a `Begin` that timed out is owed (see [`call`]).
+    owed: Option<Instant>,
 }
 
 impl Helper {
@@ -295,6 +338,7 @@ impl Helper {
             stream: ours,
             path: path.to_path_buf(),
             ended: false,
+            owed: None,
         };
         if let Err(e) = helper.send(&Request::Connect(reader.as_bytes().to_vec())) {
             helper.kill();
@@ -327,6 +371,22 @@ impl Helper {
     fn send(&mut self, request: &Request) -> io::Result<()> {
         self.stream.set_write_timeout(Some(APDU_TIMEOUT))?;
         write_frame(&mut self.stream, &request.encode())
+    }
+
+    /// Takes an owed answer if it has come (and throws it away: the transaction it reports was
+    /// ended by the `End` sent after it).
+    fn settle(&mut self) -> Settled {
+        let Some(since) = self.owed else {
+            return Settled::Yes;
+        };
+        match self.answer(Duration::from_millis(1)) {
+            Ok(_) => {
+                self.owed = None;
+                Settled::Yes
+            }
+            Err(e) if is_timeout(&e) && since.elapsed() < TRANSACTION_TIMEOUT => Settled::NotYet,
+            Err(e) => Settled::Failed(e),
+        }
     }
 
     /// The answer to the request sent last, within `timeout`.
