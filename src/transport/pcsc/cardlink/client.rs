@@ -10,7 +10,7 @@
 //!   (pcscd resets the card of a client that died inside a transaction), so the next use
 //!   spawns a new helper and reports [`TransportError::CardReset`] once: the card's security
 //!   state is gone, login must be redone. Waits for pcscd that another client's transaction
-//!   holds back are the exception: see [`call`].
+//!   holds back are the exception: see `call`.
 //! - Calls while nothing is stuck use the same helper; closing the link (drop) lets the
 //!   helper disconnect (`SCARD_LEAVE_CARD`) and exit, and it is reaped.
 //! - Fork: a child of the host forgets the parent's module state without using or dropping
