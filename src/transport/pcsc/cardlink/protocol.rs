@@ -204,6 +204,7 @@ impl Response {
                     return Err(bad("error answer without a code"));
                 };
                 let text = String::from_utf8_lossy(&text[..text.len().min(MAX_ERROR_TEXT)]);
+                let text = cut(&text);
                 Ok(Response::Err(match code {
                     1 => TransportError::CardRemoved,
                     2 => TransportError::CardReset,
@@ -211,7 +212,7 @@ impl Response {
                     4 => TransportError::NoService,
                     5 => TransportError::Timeout,
                     6 => TransportError::Cancelled,
-                    7 => TransportError::Other(text.into_owned()),
+                    7 => TransportError::Other(text.to_owned()),
                     other => return Err(bad(format!("unknown error code {other}"))),
                 }))
             }
@@ -226,16 +227,21 @@ impl Response {
             Response::Err(e) => {
                 let mut body = vec![error_code(e)];
                 if let TransportError::Other(text) = e {
-                    let mut end = text.len().min(MAX_ERROR_TEXT);
-                    while !text.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    body.extend_from_slice(&text.as_bytes()[..end]);
+                    body.extend_from_slice(cut(text).as_bytes());
                 }
                 payload(ERR, &body)
             }
         }
     }
+}
+
+/// `text` cut to at most [`MAX_ERROR_TEXT`] bytes, on a character boundary.
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(MAX_ERROR_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Writes one frame (length prefix and payload) in a single write.
@@ -334,6 +340,14 @@ mod tests {
         };
         assert!(back.len() <= MAX_ERROR_TEXT);
         assert!(back.chars().all(|c| c == 'é'));
+        // Invalid UTF-8 grows when replaced: still cut, and stable through a round trip.
+        let invalid = [&[VERSION, ERR, 7][..], &[0xff; MAX_ERROR_TEXT]].concat();
+        let parsed = Response::parse(&invalid).unwrap();
+        let Response::Err(TransportError::Other(text)) = &parsed else {
+            panic!("not an Other error");
+        };
+        assert!(text.len() <= MAX_ERROR_TEXT);
+        assert_eq!(Response::parse(&parsed.encode()).unwrap(), parsed);
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub fn serve(input: &mut impl Read, output: &mut impl Write) -> Stop {
     })
 }
 
-/// [`serve`] with the connection made by `connect` (unit tests connect to a simulated card).
-pub(crate) fn serve_with(
+/// [`serve`] with the connection made by `connect` (unit tests and the fuzz target `cardlink`
+/// connect to a simulated card).
+pub fn serve_with(
     input: &mut impl Read,
     output: &mut impl Write,
     connect: impl FnOnce(CString) -> Result<Box<dyn Transport>, TransportError>,
