@@ -31,7 +31,8 @@ use cryptoki_sys::*;
 use jpki_pkcs11::transport::pcsc::{PcscReaders, APDU_TIMEOUT};
 use jpki_pkcs11::transport::Readers;
 
-/// Threads of this process now.
+/// Threads of this process now. Compared with `<=`: a thread of the test harness may end in
+/// between, none of the module's may appear.
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
@@ -135,7 +136,7 @@ fn card_that_does_not_answer_without_threads() {
         "one card-link helper serves the card (is target/*/jpki-pkcs11-cardlink built next to \
          the module?)"
     );
-    assert_eq!(threads(), threads_before, "the module started a thread");
+    assert!(threads() <= threads_before, "the module started a thread");
     assert!(sign(&raw, s, b"again").is_ok());
     assert_eq!(
         helpers(),
@@ -196,7 +197,7 @@ fn card_that_does_not_answer_without_threads() {
     let now = helpers();
     assert_eq!(now.len(), 1, "one helper again: {now:?}");
     assert_ne!(now, first_helpers, "a new helper after the kill");
-    assert_eq!(threads(), threads_before, "the module started a thread");
+    assert!(threads() <= threads_before, "the module started a thread");
     assert_eq!(stats().get("malformed_verify_count"), 0);
 
     // C_Finalize closes the link: the helper disconnects, exits and is reaped.
@@ -206,7 +207,10 @@ fn card_that_does_not_answer_without_threads() {
         "helper outlived C_Finalize: {:?}",
         helpers()
     );
-    assert_eq!(threads(), threads_before);
+    assert!(
+        threads() <= threads_before,
+        "a thread left after C_Finalize"
+    );
 }
 
 /// Another program holds the card's PC/SC transaction longer than the module waits for it: the
