@@ -476,3 +476,99 @@ impl Read for Deadline<'_> {
         stream.read(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Serialises these tests: a script being written by one test while another forks would
+    /// be inherited open for writing, and its exec fail with ETXTBSY.
+    static SPAWNING: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+    /// A stand-in helper: a shell script in a directory of its own.
+    fn script(name: &str, body: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("jpki-cardlink-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn reader() -> CString {
+        CString::new("Reader A").unwrap()
+    }
+
+    fn unusable(r: Result<LinkTransport, LinkError>) -> String {
+        match r {
+            Err(LinkError::Unusable(why)) => why,
+            Err(LinkError::Transport(e)) => panic!("a transport error: {e}"),
+            Ok(_) => panic!("a connection"),
+        }
+    }
+
+    #[test]
+    fn a_helper_that_cannot_start_is_unusable() {
+        let _serial = SPAWNING.lock();
+        let why = unusable(LinkTransport::connect(
+            Path::new("/nonexistent/jpki-pkcs11-cardlink"),
+            reader(),
+        ));
+        assert!(why.contains("cannot start"), "{why}");
+    }
+
+    #[test]
+    fn a_helper_that_exits_at_once_is_unusable() {
+        let _serial = SPAWNING.lock();
+        let helper = script("exits", "exit 0");
+        unusable(LinkTransport::connect(&helper, reader()));
+    }
+
+    #[test]
+    fn a_helper_of_another_protocol_version_is_unusable() {
+        let _serial = SPAWNING.lock();
+        // A well-formed frame of version 9: 00 00 00 02, 09 80.
+        let helper = script(
+            "version9",
+            r"printf '\000\000\000\002\011\200'; cat >/dev/null",
+        );
+        let why = unusable(LinkTransport::connect(&helper, reader()));
+        assert!(why.contains("version 9"), "{why}");
+    }
+
+    #[test]
+    fn a_refused_connection_is_the_card_readers_answer() {
+        let _serial = SPAWNING.lock();
+        // Err(NoReader): 00 00 00 03, 01 81 03.
+        let helper = script(
+            "noreader",
+            r"printf '\000\000\000\003\001\201\003'; cat >/dev/null",
+        );
+        match LinkTransport::connect(&helper, reader()) {
+            Err(LinkError::Transport(TransportError::NoReader)) => {}
+            Err(LinkError::Transport(e)) => panic!("{e}"),
+            Err(LinkError::Unusable(why)) => panic!("unusable: {why}"),
+            Ok(_) => panic!("a connection"),
+        }
+    }
+
+    #[test]
+    fn a_connected_helper_is_used_and_closed() {
+        let _serial = SPAWNING.lock();
+        // Connect answered with an ATR (00 00 00 04, 01 80 3b 01); after the Connect request
+        // (14 bytes) and the Status request (6 bytes), Status with Ok (00 00 00 02, 01 80).
+        // The script ends when the module closes the link.
+        let helper = script(
+            "answers",
+            r"printf '\000\000\000\004\001\200\073\001'; head -c 14 >/dev/null; head -c 6 >/dev/null; printf '\000\000\000\002\001\200'; cat >/dev/null",
+        );
+        let mut link = LinkTransport::connect(&helper, reader()).unwrap();
+        assert_eq!(link.atr(), [0x3b, 0x01]);
+        assert_eq!(link.status(), Ok(()));
+        let pid = link.link.as_ref().unwrap().child.id();
+        drop(link);
+        // Closed and reaped: no process of that id is left (not even a zombie).
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+}
