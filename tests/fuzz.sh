@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/tests/integration/lib/check.bash"
 total=${FUZZ_TOTAL_SECONDS:-40}
-targets=(card_responses cert_der attribute_template stateful session_objects)
+targets=(card_responses cert_der attribute_template stateful session_objects cardlink)
 per=$((total / ${#targets[@]}))
 [ "$per" -ge 1 ] || per=1
 scratch=$(mktemp -d)

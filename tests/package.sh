@@ -8,7 +8,8 @@
 #   bash tests/package.sh        (root; run by tests/run-all.sh outside the harness)
 #
 # Two packages, each from its crate's [package.metadata.deb]:
-#   jpki-pkcs11  (Cargo.toml) the module, its p11-kit file, header, jpki-pkcs11(7); Multi-Arch: same
+#   jpki-pkcs11  (Cargo.toml) the module, its card-link helper, its p11-kit file, header,
+#                jpki-pkcs11(7); Multi-Arch: same
 #   jpki         (cli/Cargo.toml) the jpki command and jpki(1); depends on jpki-pkcs11 (a
 #                Multi-Arch: same package cannot hold /usr/bin/jpki)
 #
@@ -44,6 +45,7 @@ echo "# $("$tools/bin/cargo-deb" --version)"
 
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 installed=/usr/lib/$multiarch/pkcs11/libjpki_pkcs11.so
+installed_helper=/usr/lib/$multiarch/jpki-pkcs11/jpki-pkcs11-cardlink
 proxy=/usr/lib/$multiarch/p11-kit-proxy.so
 out=$(mktemp -d "${TMPDIR:-/tmp}/jpki-deb.XXXXXX")
 cleanup() {
@@ -58,7 +60,7 @@ trap cleanup EXIT INT TERM
 # --- build ---------------------------------------------------------------------------------------
 # The README's commands: the .debs go to target/debian/, cargo-deb prints each path last.
 build_module_package() {
-    cargo build --release --lib --locked --quiet
+    cargo build --release --lib --bin jpki-pkcs11-cardlink --locked --quiet
     cargo deb -p jpki-pkcs11 --no-build --multiarch=same >"$out/cargo-deb.log" 2>&1 \
         || { cat "$out/cargo-deb.log" >&2; exit 1; }
     tail -n 1 "$out/cargo-deb.log"
@@ -130,8 +132,10 @@ check "docs in /usr/share/doc/jpki-pkcs11" \
     bash -c "test -s /usr/share/doc/jpki-pkcs11/README.md && test -s /usr/share/doc/jpki-pkcs11/copyright"
 check "/usr/bin/jpki is executable" test -x /usr/bin/jpki
 files() { dpkg -L "$1" | while read -r f; do [ -f "$f" ] && echo "$f"; done | wc -l; }
-# module, p11-kit file, header, README, man page, copyright, changelog, lintian overrides
-check "dpkg -L jpki-pkcs11 lists exactly its 8 files" test "$(files jpki-pkcs11)" -eq 8
+check "card-link helper at $installed_helper, executable" test -x "$installed_helper"
+# module, card-link helper, p11-kit file, header, README, man page, copyright, changelog,
+# lintian overrides
+check "dpkg -L jpki-pkcs11 lists exactly its 9 files" test "$(files jpki-pkcs11)" -eq 9
 # jpki, man page, copyright, changelog, lintian overrides
 check "dpkg -L jpki lists exactly its 5 files" test "$(files jpki)" -eq 5
 check "man jpki shows jpki(1)" bash -c "MANPAGER=cat MANWIDTH=80 man jpki 2>/dev/null | grep -q 'jpki status'"
@@ -167,8 +171,78 @@ proxy_check() { # inside the harness: a program that loads only p11-kit-proxy.so
     pkcs11-tool --module "$proxy" -L > "$out/proxy.txt" 2>&1
     grep -q "JPKI Auth" "$out/proxy.txt" && grep -q "JPKI Sign" "$out/proxy.txt"
 }
-export -f p11kit_check proxy_check
+# A host that forbids threads (as NSS does): the installed module finds the installed helper
+# (from its own directory) and reaches the card through it. no_threads.c checks that the helper
+# is its child while it holds the card; the log must not say that no helper was found.
+cat > "$out/no_threads.c" <<'C'
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <p11-kit/pkcs11.h>
+/* Children of this process whose name is the helper's (comm: its first 15 bytes). */
+static int helpers(void) {
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    char path[300], buf[512];
+    if (!d) return -1;
+    while ((e = readdir(d))) {
+        FILE *f;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        if (!(f = fopen(path, "r"))) continue;
+        if (fgets(buf, sizeof buf, f)) {
+            char *close = strrchr(buf, ')');
+            int ppid = 0;
+            if (close && sscanf(close + 2, "%*c %d", &ppid) == 1 && ppid == getpid()
+                && strstr(buf, "(jpki-pkcs11-car)"))
+                n++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+int main(int argc, char **argv) {
+    void *lib = dlopen(argv[1], RTLD_NOW);
+    CK_C_GetFunctionList get;
+    CK_FUNCTION_LIST *f;
+    CK_C_INITIALIZE_ARGS args = {0};
+    CK_TOKEN_INFO info;
+    CK_SLOT_ID slots[8];
+    CK_ULONG n = 8;
+    int during, after;
+    if (argc < 2 || !lib) return 10;
+    get = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
+    if (!get || get(&f) != CKR_OK) return 11;
+    args.flags = CKF_LIBRARY_CANT_CREATE_OS_THREADS | CKF_OS_LOCKING_OK;
+    if (f->C_Initialize(&args) != CKR_OK) return 12;
+    if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK || n == 0) return 13;
+    if (f->C_GetTokenInfo(slots[0], &info) != CKR_OK) return 14;
+    during = helpers();
+    f->C_Finalize(NULL);
+    after = helpers();
+    printf("token: %.32s\nhelpers while initialised: %d, after C_Finalize: %d\n", info.label,
+           during, after);
+    return during == 1 && after == 0 ? 0 : 1;
+}
+C
+no_threads_check() { # inside the harness
+    JPKI_PKCS11_LOG=warn "$out/no_threads" "$installed" >"$out/no_threads.txt" 2>&1 &&
+        grep -q 'token: JPKI' "$out/no_threads.txt" &&
+        ! grep -Eqi 'card.?link' "$out/no_threads.txt"
+}
+export -f p11kit_check proxy_check no_threads_check
 export out installed proxy
+if gcc -o "$out/no_threads" "$out/no_threads.c" -I/usr/include/p11-kit-1 -ldl &&
+    "$harness" -- bash -c no_threads_check; then
+    ok "without threads (CKF_LIBRARY_CANT_CREATE_OS_THREADS) the installed module reaches the card through the installed helper"
+else
+    not_ok "without threads (CKF_LIBRARY_CANT_CREATE_OS_THREADS) the installed module reaches the card through the installed helper"
+    sed 's/^/    | /' "$out/no_threads.txt" 2>/dev/null || true
+fi
 check "p11-kit list-modules loads jpki-pkcs11 from its module directory and shows both tokens" \
     "$harness" -- bash -c p11kit_check
 if "$harness" -- bash -c proxy_check; then
@@ -193,7 +267,7 @@ done
 
 # --- remove --------------------------------------------------------------------------------------
 if dpkg -r jpki jpki-pkcs11 >"$out/dpkg-r.log" 2>&1; then ok "dpkg -r removes both packages"; else not_ok "dpkg -r"; fi
-check "module, p11-kit file, jpki and the man pages are gone" \
-    bash -c "test ! -e '$installed' && test ! -e /usr/share/p11-kit/modules/jpki-pkcs11.module && test ! -e /usr/bin/jpki && test ! -e /usr/share/man/man1/jpki.1.gz && test ! -e /usr/share/man/man7/jpki-pkcs11.7.gz"
+check "module, helper, p11-kit file, jpki and the man pages are gone" \
+    bash -c "test ! -e '$installed' && test ! -e '$installed_helper' && test ! -e /usr/share/p11-kit/modules/jpki-pkcs11.module && test ! -e /usr/bin/jpki && test ! -e /usr/share/man/man1/jpki.1.gz && test ! -e /usr/share/man/man7/jpki-pkcs11.7.gz"
 
 check_done

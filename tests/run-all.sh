@@ -54,7 +54,7 @@ export PATH=$PATH:/usr/sbin:${CARGO_HOME:-$HOME/.cargo}/bin
 
 echo "== build"
 step "cargo build (workspace, all targets)" cargo build --workspace --all-targets --locked
-step "cargo build --release --lib (the module)" cargo build --release --lib --locked
+step "cargo build --release --lib --bins (the module and its card-link helper)" cargo build --release --lib --bins --locked
 export JPKI_MODULE=${JPKI_MODULE:-$root/target/release/libjpki_pkcs11.so}
 export JPKI_VC=$root/target/debug/jpki-virtual-card
 if cargo fmt --version >/dev/null 2>&1; then step "cargo fmt --check" cargo fmt --all --check; fi

@@ -11,11 +11,14 @@
 //!   X.509 parser on the inputs it accepts.
 //! - [`attribute_template`]: `C_FindObjectsInit` / `C_GetAttributeValue` through the C
 //!   functions with arbitrary templates and buffer sizes (canaries after every buffer).
+//! - [`cardlink`]: the card-link protocol between the module and its helper process: frames,
+//!   both parsers, the helper's request loop.
 //! - [`stateful`]: random sequences of session, login, search and sign calls through the core,
 //!   against a model of what each call must answer.
 
 pub mod attribute_template;
 pub mod card_responses;
+pub mod cardlink;
 pub mod cert_der;
 pub mod session_objects;
 pub mod stateful;

@@ -134,6 +134,11 @@ fn session_objects() {
 }
 
 #[test]
+fn cardlink() {
+    drive("cardlink", jpki_pkcs11_fuzz::cardlink::run);
+}
+
+#[test]
 fn stateful() {
     drive("stateful", jpki_pkcs11_fuzz::stateful::run);
 }

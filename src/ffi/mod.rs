@@ -14,6 +14,7 @@
 mod functions;
 mod lists;
 mod logger;
+mod own_path;
 mod params;
 pub(crate) mod ptr;
 

@@ -46,19 +46,20 @@ impl NotifyPolicy {
 /// Notifications being sent (for [`wait_pending`]).
 static PENDING: Mutex<usize> = parking_lot::const_mutex(0);
 
-/// Whether the host lets the module create threads (`CKF_LIBRARY_CANT_CREATE_OS_THREADS` not
-/// set in `C_Initialize`). Without, the notification is sent on the caller's thread, after the
-/// signature, bounded by the socket timeouts ([`dbus::TIMEOUT`]).
-static THREADS_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Set by `C_Initialize` from the host's flags.
-pub fn set_threads_allowed(allowed: bool) {
-    THREADS_ALLOWED.store(allowed, std::sync::atomic::Ordering::Relaxed);
-}
 static DONE: Condvar = Condvar::new();
 
-/// Announces a successful signature with `key` on `token` by the program at `program`.
-pub fn signed(policy: NotifyPolicy, key: KeyKind, token: &str, program: &str, pid: u32) {
+/// Announces a successful signature with `key` on `token` by the program at `program`. When
+/// the host forbids threads (`threads_allowed` false, the module's record of
+/// `CKF_LIBRARY_CANT_CREATE_OS_THREADS`), the notification is sent on the caller's thread,
+/// after the signature, bounded by the socket timeouts ([`dbus::TIMEOUT`]).
+pub fn signed(
+    policy: NotifyPolicy,
+    key: KeyKind,
+    token: &str,
+    program: &str,
+    pid: u32,
+    threads_allowed: bool,
+) {
     // Never from this crate's unit tests, whatever session bus the developer's shell has.
     if cfg!(test) || !policy.covers(key) {
         return;
@@ -86,7 +87,7 @@ pub fn signed(policy: NotifyPolicy, key: KeyKind, token: &str, program: &str, pi
         program
     };
     let text = format!("{program} (pid {pid}) {what} on {token}.\nNot you? Check `jpki history`.");
-    if !THREADS_ALLOWED.load(std::sync::atomic::Ordering::Relaxed) {
+    if !threads_allowed {
         if let Err(e) = dbus::notify(&addr, "jpki-pkcs11", "security-high", summary, &text) {
             log::debug!("desktop notification not sent: {e}");
         }

@@ -55,12 +55,14 @@ pub fn pin_changed(card: &Card, kind: KeyKind, result: &Result<()>) {
 }
 
 /// A signature by the card (`C_Sign`, `C_SignFinal`), with the caller's data as SHA-256 only.
+/// `threads_allowed`: the host's word (`Module::threads_allowed`), for the notification.
 pub fn signed(
     card: &Card,
     kind: KeyKind,
     mechanism: CK_MECHANISM_TYPE,
     data_sha256: Sha256,
     result: &Result<Vec<u8>>,
+    threads_allowed: bool,
 ) {
     let Some(res) = outcome(result) else { return };
     let mut e = Entry::new(&card.history_ref(kind), Event::Sign, res);
@@ -69,7 +71,7 @@ pub fn signed(
     history::record(&e);
     if result.is_ok() {
         let policy = super::config::get().notify();
-        crate::notify::signed(policy, kind, &e.token, &e.program, e.pid);
+        crate::notify::signed(policy, kind, &e.token, &e.program, e.pid, threads_allowed);
     }
 }
 

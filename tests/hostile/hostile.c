@@ -1274,6 +1274,44 @@ static void fork_child(void)
     EXPECT(CKR_OK, F->C_GetInfo(&info));
 }
 
+/* Without threads (NSS's flags) the card is held by a card-link helper process, a child of the
+ * parent (docs/conformance.md, "No threads"). A forked child must not use the parent's helper:
+ * it initialises its own copy, which starts its own helper, and the parent's link still works. */
+static void fork_child_without_threads(void)
+{
+    CK_C_INITIALIZE_ARGS a;
+    CK_SESSION_HANDLE h;
+    CK_TOKEN_INFO ti;
+    memset(&a, 0, sizeof a);
+    a.flags = CKF_LIBRARY_CANT_CREATE_OS_THREADS | CKF_OS_LOCKING_OK;
+    EXPECT(CKR_OK, F->C_Finalize(NULL));
+    EXPECT(CKR_OK, F->C_Initialize(&a));
+    EXPECT(CKR_OK, F->C_GetTokenInfo(auth_slot, &ti)); /* the parent's helper holds the card */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        CK_INFO info;
+        CK_SESSION_HANDLE c;
+        int bad = 0;
+        bad |= F->C_GetInfo(&info) != CKR_CRYPTOKI_NOT_INITIALIZED;
+        bad |= F->C_Initialize(&a) != CKR_OK;
+        bad |= F->C_OpenSession(auth_slot, CKF_SERIAL_SESSION, NULL, NULL, &c) != CKR_OK;
+        bad |= login(c, CKU_USER, AUTH_PIN) != CKR_OK;
+        bad |= F->C_Finalize(NULL) != CKR_OK;
+        _exit(bad ? 1 : 0);
+    }
+    int status = 0;
+    tried += 5;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The parent's helper still serves the parent: a VERIFY goes through it. */
+    EXPECT(CKR_OK, F->C_OpenSession(auth_slot, CKF_SERIAL_SESSION, NULL, NULL, &h));
+    EXPECT(CKR_OK, login(h, CKU_USER, AUTH_PIN));
+    EXPECT(CKR_OK, F->C_Logout(h));
+    EXPECT(CKR_OK, F->C_CloseSession(h));
+    EXPECT(CKR_OK, F->C_Finalize(NULL));
+    EXPECT(CKR_OK, F->C_Initialize(NULL));
+}
+
 /* ----- 10. the card removed and inserted (needs the harness's control socket) ----------------- */
 
 static int card_ctl(const char *what)
@@ -1390,6 +1428,8 @@ int main(int argc, char **argv)
     if (do_fork) {
         section("fork");
         fork_child();
+        section("fork without threads (card-link helper)");
+        fork_child_without_threads();
     }
     section("card removed and inserted");
     removal();

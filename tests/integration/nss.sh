@@ -50,6 +50,12 @@ check "certutil -L -h all lists the signature CA certificate" \
 check "certutil -L -h all does not list the signature certificate before login" \
     lacks "$w/list-nopw" "^$sign_token:$sign_label {2,}"
 check "listing sent no VERIFY" [ "$(card_stat verify_count)" = 0 ]
+# NSS forbids the module to create threads: the card is reached through the card-link helper
+# (docs/conformance.md, "No threads"), which the module finds beside itself or where the
+# package puts it. Every suite that goes through NSS takes this path.
+JPKI_PKCS11_LOG=debug certutil -L -d "$db" -h all </dev/null >"$w/list-link" 2>&1 || true
+check "NSS reaches the card through the card-link helper (no threads allowed)" \
+    has "$w/list-link" "held by the card-link helper"
 
 # One password for every token (JPKI_PKCS11_LOG=debug shows the module's local refusal: C_Login
 # answers CKR_PIN_INCORRECT, docs/conformance.md; the VERIFY counts prove it never reached the card).

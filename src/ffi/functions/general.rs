@@ -10,7 +10,7 @@ use super::{info, m, VERSION_2_40, VERSION_3_0};
 use crate::ffi::{call, ptr};
 use crate::pkcs11::module;
 use crate::pkcs11::Error;
-use crate::transport::pcsc::PcscReaders;
+use crate::transport::pcsc::{cardlink, PcscReaders};
 
 #[no_mangle]
 pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
@@ -36,20 +36,20 @@ pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
             if all && args.flags & CKF_OS_LOCKING_OK == 0 {
                 return Err(Error::CantLock);
             }
-            // Without threads, card I/O runs on the caller's thread and a card that never
-            // answers is bounded only by the reader driver (see transport::pcsc).
+            // Without threads, each card connection is held by a helper process, bounded by
+            // its socket's timeouts (transport::pcsc::cardlink).
             threads_allowed = args.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0;
         }
-        module::initialize(|| {
+        module::initialize_for_host(threads_allowed, || {
             // Runs only when this call initialises, under the module's lock: the settings are
             // in place before any slot exists, and a C_Initialize that finds the module already
             // initialised (CKR_CRYPTOKI_ALREADY_INITIALIZED) changes none of them.
             crate::pkcs11::config::load(params.as_deref());
-            crate::notify::set_threads_allowed(threads_allowed);
             Box::new(if threads_allowed {
                 PcscReaders::new()
             } else {
-                PcscReaders::without_threads()
+                let module_dir = crate::ffi::own_path::module_dir();
+                PcscReaders::without_threads(cardlink::locate(module_dir.as_deref()))
             })
         })?;
         log::debug!("initialized");

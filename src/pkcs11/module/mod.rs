@@ -2,7 +2,8 @@
 //! [`slots`] (readers, cards, slot events), [`sessions`] (the session table, login) and
 //! [`operations`] (search, sign, verify, digest on a session). Nothing here starts a thread:
 //! PC/SC state is polled on calls (the PC/SC transport runs one worker thread per card
-//! connection, to bound waits for the card).
+//! connection to bound waits for the card, or a helper process when the host forbids
+//! threads).
 
 mod objects;
 mod operations;
@@ -28,6 +29,10 @@ pub use slots::{FullTokenInfo, SlotInfo};
 /// The module, between `C_Initialize` and `C_Finalize`.
 pub struct Module {
     readers: CardReaders,
+    /// Whether the host lets the module create threads (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`
+    /// not set in `C_Initialize`): the one record of it. The PC/SC transport was built for it
+    /// (a worker thread or a helper process per card), and the desktop notification asks it.
+    threads_allowed: bool,
     pid: u32,
     finalized: AtomicBool,
     slots: Mutex<SlotTable>,
@@ -38,10 +43,17 @@ pub struct Module {
 }
 
 impl Module {
-    /// No card or PC/SC traffic here (browsers load the module at start).
+    /// No card or PC/SC traffic here (browsers load the module at start). The host allows
+    /// threads.
     pub fn new(readers: impl Into<CardReaders>) -> Module {
+        Module::for_host(readers, true)
+    }
+
+    /// As [`Module::new`], for a host that allows threads or not.
+    pub fn for_host(readers: impl Into<CardReaders>, threads_allowed: bool) -> Module {
         Module {
             readers: readers.into(),
+            threads_allowed,
             pid: std::process::id(),
             finalized: AtomicBool::new(false),
             slots: Mutex::new(SlotTable::default()),
@@ -63,6 +75,11 @@ impl Module {
         self.objects.lock().clear();
     }
 
+    /// Whether the host lets the module create threads.
+    pub fn threads_allowed(&self) -> bool {
+        self.threads_allowed
+    }
+
     fn is_finalized(&self) -> bool {
         self.finalized.load(Ordering::Acquire)
     }
@@ -72,9 +89,18 @@ impl Module {
 
 static MODULE: RwLock<Option<Arc<Module>>> = parking_lot::const_rwlock(None);
 
-/// `C_Initialize`. In a child after `fork`, the parent's state is forgotten, never used: its
-/// PC/SC context belongs to the parent.
+/// `C_Initialize` by a host that allows threads.
 pub fn initialize<R: Into<CardReaders>>(make_readers: impl FnOnce() -> R) -> Result<()> {
+    initialize_for_host(true, make_readers)
+}
+
+/// `C_Initialize`. In a child after `fork`, the parent's state is forgotten, never used: its
+/// PC/SC context belongs to the parent, and so do its card-link helpers (the child never
+/// writes to, kills or reaps them).
+pub fn initialize_for_host<R: Into<CardReaders>>(
+    threads_allowed: bool,
+    make_readers: impl FnOnce() -> R,
+) -> Result<()> {
     let mut global = MODULE.write();
     if let Some(m) = global.as_ref() {
         if m.pid == std::process::id() {
@@ -84,7 +110,7 @@ pub fn initialize<R: Into<CardReaders>>(make_readers: impl FnOnce() -> R) -> Res
             std::mem::forget(inherited);
         }
     }
-    *global = Some(Arc::new(Module::new(make_readers())));
+    *global = Some(Arc::new(Module::for_host(make_readers(), threads_allowed)));
     Ok(())
 }
 

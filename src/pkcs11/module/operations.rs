@@ -178,13 +178,21 @@ impl Module {
         }
         op.scheme.update(data, op.key_len)?;
         sha2::Digest::update(&mut op.data_sha256, data);
-        Self::sign_on_card(&s, op)
+        self.sign_on_card(&s, op)
     }
 
     /// The card signature ending a sign operation, recorded in the usage history.
-    fn sign_on_card(s: &Session, op: KeyOperation) -> Result<Vec<u8>> {
+    fn sign_on_card(&self, s: &Session, op: KeyOperation) -> Result<Vec<u8>> {
         let result = s.card.sign(op.kind, &op.public, &op.scheme.finish()?);
-        usage::signed(&s.card, op.kind, op.mechanism, op.data_sha256, &result);
+        let threads = self.threads_allowed();
+        usage::signed(
+            &s.card,
+            op.kind,
+            op.mechanism,
+            op.data_sha256,
+            &result,
+            threads,
+        );
         result
     }
 
@@ -212,7 +220,7 @@ impl Module {
         let s = self.session(h)?;
         let mut ops = s.ops.lock();
         let op = ops.sign.take().ok_or(Error::OperationNotInitialized)?;
-        Self::sign_on_card(&s, op)
+        self.sign_on_card(&s, op)
     }
 
     /// `C_VerifyInit` with a mechanism without parameter.

@@ -17,14 +17,19 @@
 //!   [`APDU_TIMEOUT`] for an answer and [`TRANSACTION_TIMEOUT`] for the PC/SC transaction
 //!   (another process may hold it). On a timeout the caller gets [`TransportError::Timeout`];
 //!   the connection stays unusable (every call fails at once with `Timeout`) until the stuck
-//!   call returns, and the late answer is thrown away. When the application forbids threads
-//!   (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`, see [`PcscReaders::without_threads`]), calls run on
-//!   the caller's thread and the only bound is the reader driver's.
+//!   call returns, and the late answer is thrown away.
+//! - **Without threads.** When the application forbids threads
+//!   (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`, see [`PcscReaders::without_threads`]), each
+//!   connection's card is held by a helper process instead ([`cardlink`]), bounded by the same
+//!   timeouts through its socket; a helper that does not answer in time is killed. Without a
+//!   usable helper, calls run on the caller's thread and the only bound is the reader driver's.
 //!
 //! Files: [`readers`] (the reader list and waiting for reader events), [`connection`] (one
 //! connection to a card, its resets and the inline path), [`worker`] (the worker thread that
-//! bounds waits). Both paths send an APDU through the one [`connection::transmit`].
+//! bounds waits), [`cardlink`] (the helper process and its protocol). Every path sends an APDU
+//! through the one [`connection::transmit`] (the helper runs the inline path).
 
+pub mod cardlink;
 mod connection;
 mod readers;
 mod worker;

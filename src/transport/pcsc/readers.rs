@@ -2,12 +2,14 @@
 //! reader or card event (`SCardGetStatusChange`) in a way that `cancel` always reaches.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pcsc::{Context, State};
 
+use super::cardlink::client::{LinkError, LinkTransport};
 use super::connection::PcscTransport;
 use super::{establish, map_error};
 use crate::transport::{readers_differ, ReaderState, Readers, Transport, TransportError};
@@ -26,8 +28,20 @@ pub struct PcscReaders {
     waiters: Mutex<Vec<(u64, Context)>>,
     next_waiter: AtomicU64,
     cancel_generation: AtomicU64,
-    /// Connections use worker threads and bounded waits (see the module documentation).
-    threads: bool,
+    /// How connections reach their card (see the module documentation).
+    io: CardIo,
+    /// The helper could not be started once: the inline path from then on (warned once).
+    helper_unusable: AtomicBool,
+}
+
+/// How a connection reaches its card.
+enum CardIo {
+    /// A worker thread per connection, with bounded waits.
+    Worker,
+    /// A helper process per connection (this program), with bounded waits.
+    Helper(PathBuf),
+    /// The caller's thread, bounded only by the reader driver.
+    Inline,
 }
 
 impl Default for PcscReaders {
@@ -51,16 +65,19 @@ impl PcscReaders {
             waiters: Mutex::new(Vec::new()),
             next_waiter: AtomicU64::new(0),
             cancel_generation: AtomicU64::new(0),
-            threads: true,
+            io: CardIo::Worker,
+            helper_unusable: AtomicBool::new(false),
         }
     }
 
     /// For applications that forbid the library to create threads
-    /// (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`): card I/O runs on the caller's thread, and a card
-    /// that never answers is bounded only by the reader driver.
-    pub fn without_threads() -> Self {
+    /// (`CKF_LIBRARY_CANT_CREATE_OS_THREADS`): each connection's card is held by the helper
+    /// program `helper` (`cardlink::locate`), with the same bounds as the worker thread. With
+    /// no helper, or one that cannot be started, card I/O runs on the caller's thread and a
+    /// card that never answers is bounded only by the reader driver.
+    pub fn without_threads(helper: Option<PathBuf>) -> Self {
         PcscReaders {
-            threads: false,
+            io: helper.map_or(CardIo::Inline, CardIo::Helper),
             ..Self::new()
         }
     }
@@ -144,12 +161,24 @@ impl Readers for PcscReaders {
 
     fn connect(&self, reader: &str) -> Result<Box<dyn Transport>, TransportError> {
         let name = CString::new(reader).map_err(|_| TransportError::NoReader)?;
-        let transport = if self.threads {
-            PcscTransport::connect(name)?
-        } else {
-            PcscTransport::connect_inline(name)?
-        };
-        Ok(Box::new(transport))
+        match &self.io {
+            CardIo::Worker => return Ok(Box::new(PcscTransport::connect(name)?)),
+            CardIo::Inline => {}
+            CardIo::Helper(_) if self.helper_unusable.load(Ordering::Relaxed) => {}
+            CardIo::Helper(helper) => match LinkTransport::connect(helper, name.clone()) {
+                Ok(link) => return Ok(Box::new(link)),
+                Err(LinkError::Transport(e)) => return Err(e),
+                Err(LinkError::Unusable(why)) => {
+                    if !self.helper_unusable.swap(true, Ordering::Relaxed) {
+                        log::warn!(
+                            "card link helper unusable ({why}): card I/O runs on the calling \
+                             thread, and a card that never answers is not bounded"
+                        );
+                    }
+                }
+            },
+        }
+        Ok(Box::new(PcscTransport::connect_inline(name)?))
     }
 
     fn wait_for_change(
