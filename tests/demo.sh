@@ -12,7 +12,7 @@ if [ -z "${JPKI_HARNESS_INSIDE:-}" ]; then
     bash tests/deps/install.sh
     export PATH=$PATH:/usr/sbin
     echo "== building the module and the virtual card"
-    cargo build --release --lib --locked
+    cargo build --release --lib --bin jpki-pkcs11-cardlink --locked # the module and its card-link helper
     cargo build -p jpki-virtual-card --locked
     echo "== starting pcscd and the virtual card (private namespace)"
     exec tests/harness/with-card.sh -- bash "$0"

@@ -237,7 +237,7 @@ fi
 if [ -z "${JPKI_BENCH_NO_BUILD:-}" ]; then
     (
         cd "$root"
-        cargo build --locked --release --lib -q
+        cargo build --locked --release --lib --bin jpki-pkcs11-cardlink -q # the helper NSS clients use
         cargo build --locked -p jpki-virtual-card -q
         if [ -n "$short" ]; then
             cargo build --locked --example bench_client -q
