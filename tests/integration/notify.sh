@@ -5,7 +5,9 @@
 #   and the token; an authentication-key signature is not;
 # - JPKI_PKCS11_NOTIFY=all announces both; =off announces none;
 # - no bus (no DBUS_SESSION_BUS_ADDRESS, or an address with nothing behind it): the signature
-#   succeeds and nothing is logged above debug level.
+#   succeeds and nothing is logged above debug level;
+# - NSS (pdfsig), which forbids the module threads: the notification is sent on the caller's
+#   thread, one per card signature, and a dead bus address costs no warning.
 #
 #   tests/harness/with-card.sh [--profile extended] -- bash tests/integration/notify.sh
 set -uo pipefail
@@ -71,6 +73,41 @@ check "... as a log-in" grep -q 'signed with your authentication key' "$work/mon
 sign sign DBUS_SESSION_BUS_ADDRESS="$addr" JPKI_PKCS11_NOTIFY=off
 settle
 check "JPKI_PKCS11_NOTIFY=off: signature key not announced" test "$(notifies)" -eq 2
+
+# A host that forbids the module threads (NSS: pdfsig here, Firefox, Chromium): the notification
+# is sent on the caller's thread after the signature, bounded by the socket timeouts.
+if command -v pdfsig >/dev/null && command -v certutil >/dev/null; then
+    sign_token=$(pkcs11-tool --module "$module" -L 2>/dev/null | sed -n 's/^ *token label *: *//p' |
+        sed 's/ *$//' | grep '^JPKI Sign' | head -n 1)
+    mkdir -p "$work/nssdb"
+    certutil -N -d "sql:$work/nssdb" --empty-password &&
+        modutil -dbdir "sql:$work/nssdb" -add jpki -libfile "$module" -force >/dev/null 2>&1
+    python3 "$here/lib/make_pdf.py" "$work/in.pdf"
+    card_signatures() {
+        "$vc" ctl --control "$JPKI_TEST_CONTROL" stats | sed 's/^ok //' |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["signatures"])'
+    }
+    before=$(notifies)
+    sigs_before=$(card_signatures)
+    DBUS_SESSION_BUS_ADDRESS="$addr" JPKI_PKCS11_LOG=info pdfsig -nssdir "sql:$work/nssdb" \
+        -nss-pwd "$SIGN_PIN" -add-signature -nick "$sign_token:JPKI Digital Signature" \
+        "$work/in.pdf" "$work/out.pdf" >"$work/pdfsig.out" 2>&1
+    check "NSS (no module threads): pdfsig signs with a bus" test $? -eq 0
+    settle
+    # poppler 22.12 signs twice per -add-signature (the first only sizes the signature): the
+    # card made each, so each is announced.
+    n=$(($(notifies) - before)) sigs=$(($(card_signatures) - sigs_before))
+    check "NSS (no module threads): one Notify per card signature ($n for $sigs), sent on pdfsig's thread" \
+        test "$sigs" -ge 1 -a "$n" -eq "$sigs"
+    check "... naming pdfsig" grep -q 'pdfsig (pid [0-9]*) made a signature' "$work/mon.log"
+    DBUS_SESSION_BUS_ADDRESS="unix:path=$work/nothing-here" JPKI_PKCS11_LOG=info pdfsig \
+        -nssdir "sql:$work/nssdb" -nss-pwd "$SIGN_PIN" -add-signature \
+        -nick "$sign_token:JPKI Digital Signature" "$work/in.pdf" "$work/out2.pdf" >"$work/pdfsig2.out" 2>&1
+    check "NSS (no module threads), a bus address with nothing behind it: pdfsig signs" test $? -eq 0
+    check "... nothing logged at warn or error" bash -c "! grep -q '\[WARN\]\|\[ERROR\]' '$work/pdfsig2.out'"
+else
+    not_ok "pdfsig and certutil needed (poppler-utils, libnss3-tools)"
+fi
 
 # No bus.
 sign sign
