@@ -136,14 +136,7 @@ impl Card {
         if want.ca && wanted(&inner.tokens[idx].ca) {
             let objects = match self.read_cert(inner, ca_file) {
                 Ok(ReadOutcome::Bytes(bytes)) => match CertificateData::parse(&bytes) {
-                    Ok(cert) => CertObjects::Loaded(vec![Arc::new(object::certificate(
-                        next_object_handle(),
-                        &cert,
-                        names.ca_id,
-                        names.ca_label,
-                        true,
-                        false,
-                    ))]),
+                    Ok(cert) => ca_objects(&cert, kind),
                     Err(e) => {
                         log::error!("CA certificate {ca_file:?} unusable: {}", e.0);
                         inner.tokens[idx].ca.damaged()
@@ -237,16 +230,8 @@ impl Card {
             Ok(None) => {}
             Ok(Some(ca)) => {
                 if matches!(token.ca, CertObjects::Loaded(_)) {
-                    let names = pair_names(KeyKind::Signature);
                     token.ca = match CertificateData::parse(&ca) {
-                        Ok(cert) => CertObjects::Loaded(vec![Arc::new(object::certificate(
-                            next_object_handle(),
-                            &cert,
-                            names.ca_id,
-                            names.ca_label,
-                            true,
-                            false,
-                        ))]),
+                        Ok(cert) => ca_objects(&cert, KeyKind::Signature),
                         Err(e) => {
                             log::error!("signature CA certificate unusable: {}", e.0);
                             CertObjects::Pending
@@ -309,4 +294,17 @@ impl Card {
             None => Err(Error::ObjectHandleInvalid),
         }
     }
+}
+
+/// The CA certificate object of `kind`'s token: a public token object, fresh handle.
+fn ca_objects(cert: &CertificateData, kind: KeyKind) -> CertObjects {
+    let names = pair_names(kind);
+    CertObjects::Loaded(vec![Arc::new(object::certificate(
+        next_object_handle(),
+        cert,
+        names.ca_id,
+        names.ca_label,
+        true,
+        false,
+    ))])
 }
