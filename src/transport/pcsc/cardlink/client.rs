@@ -389,11 +389,15 @@ impl Helper {
         }
     }
 
-    /// The answer to the request sent last, within `timeout`.
+    /// The answer to the request sent last, begun within `timeout`. Once its first byte has
+    /// come, the rest of the frame gets [`APDU_TIMEOUT`] more: a short look (an owed answer
+    /// checked for in 1 ms) must never stop between a frame's length and its body, which would
+    /// leave the link in the middle of a frame for good.
     fn answer(&mut self, timeout: Duration) -> io::Result<Response> {
         let mut reader = Deadline {
             stream: &self.stream,
             end: Instant::now() + timeout,
+            begun: false,
         };
         let payload = read_frame(&mut reader)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the helper exited"))?;
@@ -459,10 +463,13 @@ impl Drop for Helper {
     }
 }
 
-/// Reads from the link until a common deadline: each read waits at most what is left.
+/// Reads from the link until a common deadline: each read waits at most what is left. The
+/// deadline moves to [`APDU_TIMEOUT`] after the first byte read (see [`Helper::answer`]).
 struct Deadline<'a> {
     stream: &'a UnixStream,
     end: Instant,
+    /// A byte of the answer has been read.
+    begun: bool,
 }
 
 impl Read for Deadline<'_> {
@@ -473,7 +480,12 @@ impl Read for Deadline<'_> {
         }
         self.stream.set_read_timeout(Some(left))?;
         let mut stream = self.stream;
-        stream.read(buf)
+        let n = stream.read(buf)?;
+        if n > 0 && !self.begun {
+            self.begun = true;
+            self.end = Instant::now() + APDU_TIMEOUT;
+        }
+        Ok(n)
     }
 }
 
@@ -498,6 +510,33 @@ mod tests {
 
     fn reader() -> CString {
         CString::new("Reader A").unwrap()
+    }
+
+    /// A short look that catches an answer between its length and its body reads the body
+    /// too: stopping there would leave the link in the middle of a frame for good (seen as a
+    /// module that never recovers after another program's transaction).
+    #[test]
+    fn an_answer_begun_is_read_to_its_end() {
+        use std::io::Write;
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut frame = Vec::new();
+        write_frame(&mut frame, b"owed answer").unwrap();
+        let (head, body) = frame.split_at(4);
+        let body = body.to_vec();
+        theirs.write_all(head).unwrap();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            theirs.write_all(&body).unwrap();
+            theirs
+        });
+        let mut reader = Deadline {
+            stream: &ours,
+            end: Instant::now() + Duration::from_millis(1),
+            begun: false,
+        };
+        let payload = read_frame(&mut reader).unwrap().unwrap();
+        assert_eq!(&payload[..], b"owed answer");
+        drop(late.join().unwrap());
     }
 
     fn unusable(r: Result<LinkTransport, LinkError>) -> String {
