@@ -20,6 +20,9 @@
 
 pub mod card;
 mod ffi;
+/// For the card-link helper program (`src/bin/jpki-pkcs11-cardlink.rs`), its first call.
+#[doc(hidden)]
+pub use ffi::close_inherited_descriptors;
 pub mod history;
 pub mod notify;
 pub mod pkcs11;

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use jpki_pkcs11::transport::pcsc::cardlink::server::{serve, Stop};
 
 fn main() -> ExitCode {
+    // Before anything is opened: the host's descriptors are not the helper's to keep.
+    jpki_pkcs11::close_inherited_descriptors();
     init_log();
     // The link without std's buffering (a buffer that is never zeroed would keep PINs): a
     // duplicate of the standard input, which is one end of a socket pair.

@@ -11,12 +11,15 @@
 // contract on the caller's pointers; see `ptr`.
 #![allow(clippy::missing_safety_doc)]
 
+mod descriptors;
 mod functions;
 mod lists;
 mod logger;
 mod own_path;
 mod params;
 pub(crate) mod ptr;
+
+pub use descriptors::close_inherited_descriptors;
 
 #[cfg(test)]
 mod tests;
