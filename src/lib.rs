@@ -23,6 +23,9 @@ mod ffi;
 /// For the card-link helper program (`src/bin/jpki-pkcs11-cardlink.rs`), its first call.
 #[doc(hidden)]
 pub use ffi::close_inherited_descriptors;
+/// For the card-link helper program: the module's `JPKI_PKCS11_LOG` logger, under its name.
+#[doc(hidden)]
+pub use ffi::init_log_named;
 pub mod history;
 pub mod notify;
 pub mod pkcs11;

@@ -15,7 +15,8 @@ use jpki_pkcs11::transport::pcsc::cardlink::server::{serve, Stop};
 fn main() -> ExitCode {
     // Before anything is opened: the host's descriptors are not the helper's to keep.
     jpki_pkcs11::close_inherited_descriptors();
-    init_log();
+    // The module's logger (`JPKI_PKCS11_LOG`, inherited from the host), under this name.
+    jpki_pkcs11::init_log_named("jpki-pkcs11-cardlink");
     // The link without std's buffering (a buffer that is never zeroed would keep PINs): a
     // duplicate of the standard input, which is one end of a socket pair.
     let link = match std::io::stdin()
@@ -43,38 +44,6 @@ fn main() -> ExitCode {
         stop => {
             log::warn!("card link helper: {stop}");
             ExitCode::from(1)
-        }
-    }
-}
-
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!(
-                "jpki-pkcs11-cardlink [{}] {}",
-                record.level(),
-                record.args()
-            );
-        }
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
-/// `JPKI_PKCS11_LOG` as the module reads it (inherited from the host).
-fn init_log() {
-    let Ok(level) = std::env::var("JPKI_PKCS11_LOG") else {
-        return;
-    };
-    if let Ok(filter) = level.parse::<log::LevelFilter>() {
-        if log::set_logger(&LOGGER).is_ok() {
-            log::set_max_level(filter);
         }
     }
 }

@@ -20,6 +20,7 @@ mod params;
 pub(crate) mod ptr;
 
 pub use descriptors::close_inherited_descriptors;
+pub use logger::init_named as init_log_named;
 
 #[cfg(test)]
 mod tests;
